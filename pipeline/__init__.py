@@ -1,0 +1,1 @@
+"""Causal scrubbing of induction heads: a reproducible pipeline."""

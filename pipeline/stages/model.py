@@ -1,0 +1,92 @@
+"""model: the model the experiments run on, saved in our checkpoint format.
+
+`model.source`: `trained` trains one on the training stream (pipeline.train); `redwood` loads
+Redwood's redwood_attn_2l (Hugging Face hub or a local file); `file` loads a checkpoint of ours.
+Outputs: data/model/model.pt and data/model/train_log.json (empty for loaded models).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.checkpoint import load_checkpoint, load_redwood, save_checkpoint
+from pipeline.model import AttnOnlyTransformer, ModelConfig
+from pipeline.scores import head_scores, repeated_random_tokens
+from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
+from pipeline.train import RowSampler, TrainConfig, train
+
+TOKENS = "data/tokens"
+LOG = "data/model/train_log.json"
+EVAL_SEQUENCES = 16
+
+
+def training_stream(end_id: int) -> np.ndarray:
+    """The training documents end to end, each closed by END: [tokens] int64."""
+    docs = pd.read_parquet(f"{TOKENS}/train.parquet").tokens
+    return np.concatenate([np.append(np.asarray(t, dtype=np.int64), end_id) for t in docs])
+
+
+def trained_model(cfg: dict, meta: dict) -> tuple[AttnOnlyTransformer, list[dict]]:
+    arch = ModelConfig(d_vocab=meta["d_vocab"], n_ctx=cfg["n_ctx"], d_model=cfg["d_model"],
+                       n_heads=cfg["n_heads"], d_head=cfg["d_head"], n_layers=cfg["n_layers"])
+    if arch.n_heads * arch.d_head != arch.d_model:
+        raise ConfigError("model.d_head", f"n_heads·d_head = {arch.n_heads * arch.d_head} ≠ d_model = {arch.d_model}")
+    tcfg = dict(cfg["train"])
+    tcfg["betas"] = tuple(tcfg.get("betas", (0.9, 0.95)))
+    tcfg["repeat_span"] = tuple(tcfg["repeat_span"])
+    train_cfg = TrainConfig(**tcfg)
+
+    torch.manual_seed(train_cfg.seed)
+    model = AttnOnlyTransformer(arch)
+    n_special = 1 + max(meta["begin_id"], meta["end_id"])  # random spans use ordinary tokens only
+    sampler = RowSampler(training_stream(meta["end_id"]), arch.n_ctx, meta["begin_id"], n_special,
+                         arch.d_vocab, train_cfg)
+
+    # Progress on text and on repeated random tokens, so a long run can be judged early. The
+    # text is a fixed slice of the training stream: reading the held-out sequences would make the
+    # model depend on the sequence parameters. The heads stage measures on held-out text.
+    stream = sampler.stream
+    width = min(301, arch.n_ctx)
+    heldout = torch.from_numpy(np.stack([
+        np.concatenate([[meta["begin_id"]], stream[i * width : i * width + width - 1]]) for i in range(EVAL_SEQUENCES)
+    ]))
+    length = min(50, (arch.n_ctx - 1) // 2)
+    repeated = repeated_random_tokens(EVAL_SEQUENCES, length, range(n_special, arch.d_vocab), meta["begin_id"], seed=1)
+
+    def evaluate(m: AttnOnlyTransformer) -> dict:
+        s = head_scores(m, heldout, repeated, length)
+        return {
+            "prev_token": max(s["previous_token_score"][0]),
+            "induction": max(s["induction_score"]),
+            "repeat_gain": s["loss_first_half"] - s["loss_second_half"],
+        }
+
+    log = train(model, sampler, train_cfg, evaluate)
+    return model.eval(), log
+
+
+def main() -> None:
+    params = load_params()
+    cfg = require(params, "model")
+    meta = json.loads(open(f"{TOKENS}/meta.json").read())
+    source = cfg["source"]
+    if source == "trained":
+        model, log = trained_model(cfg, meta)
+    elif source == "redwood":
+        model, log = load_redwood(cfg["repo"]), []
+    elif source == "file":
+        model, log = load_checkpoint(cfg["file"]), []
+    else:
+        raise ConfigError("model.source", f"unknown source {source!r}; choose trained, redwood or file")
+    if model.cfg.d_vocab != meta["d_vocab"]:
+        raise ConfigError("tokenizer", f"the model has {model.cfg.d_vocab} tokens but the tokenizer {meta['d_vocab']}")
+    with atomic_path(cfg["path"]) as tmp:
+        save_checkpoint(model, tmp)
+    write_json(LOG, log)
+
+
+if __name__ == "__main__":
+    run_stage(main)

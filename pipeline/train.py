@@ -1,0 +1,119 @@
+"""Training the default model on the CPU.
+
+Rows are windows of the training token stream behind a BEGIN token, as the experiment sequences
+are. A share of rows also gets one span of uniformly random tokens pasted twice, at a random
+length and a random distance. Random tokens cannot be predicted from bigrams, so their second copy
+rewards induction alone; the varying distance takes away the shortcut of copying from a fixed
+offset (TRAINING-NOTES.md), which a fixed repeat distance teaches instead.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pipeline.model import AttnOnlyTransformer
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup_steps: int = 100
+    final_lr_fraction: float = 0.1
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    seed: int = 0
+    repeat_share: float = 0.5
+    repeat_span: tuple[int, int] = (8, 64)
+    bf16: bool = True
+    eval_every: int = 500
+    extra: dict = field(default_factory=dict)
+
+
+class RowSampler:
+    """Seeded training rows [batch, n_ctx + 1]: BEGIN + a window of the stream, some with a
+    random span repeated."""
+
+    def __init__(self, stream: np.ndarray, n_ctx: int, begin_id: int, first_plain_id: int,
+                 d_vocab: int, cfg: TrainConfig):
+        if len(stream) <= n_ctx:
+            raise ValueError(f"the training stream has {len(stream)} tokens, fewer than n_ctx={n_ctx}")
+        self.stream, self.n_ctx, self.begin_id = stream, n_ctx, begin_id
+        self.first_plain_id, self.d_vocab, self.cfg = first_plain_id, d_vocab, cfg
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def __call__(self) -> torch.Tensor:
+        cfg, n, rng = self.cfg, self.n_ctx, self.rng
+        starts = rng.integers(0, len(self.stream) - n + 1, size=cfg.batch_size)
+        rows = np.empty((cfg.batch_size, n + 1), dtype=np.int64)
+        rows[:, 0] = self.begin_id
+        for i, s in enumerate(starts):
+            rows[i, 1:] = self.stream[s : s + n]
+            if rng.random() < cfg.repeat_share:
+                self._paste_repeat(rows[i])
+        return torch.from_numpy(rows)
+
+    def _paste_repeat(self, row: np.ndarray) -> None:
+        lo, hi = self.cfg.repeat_span
+        length = int(self.rng.integers(lo, min(hi, (len(row) - 1) // 2) + 1))
+        first = int(self.rng.integers(1, len(row) - 2 * length + 1))
+        second = int(self.rng.integers(first + length, len(row) - length + 1))
+        span = self.rng.integers(self.first_plain_id, self.d_vocab, size=length)
+        row[first : first + length] = span
+        row[second : second + length] = span
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to `final_lr_fraction` of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    floor = cfg.final_lr_fraction
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, evaluate=None) -> list[dict]:
+    """Train in place; `evaluate(model) -> dict` runs every `eval_every` steps and at the end.
+    Returns the log: one entry per evaluation."""
+    torch.manual_seed(cfg.seed)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=cfg.betas,
+    )
+    log: list[dict] = []
+    t0 = time.time()
+    running = None
+    bar = tqdm(range(cfg.steps), desc="train", unit="step", mininterval=5)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        rows = sampler()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(rows[:, :-1])
+        loss = F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        last = step == cfg.steps - 1
+        if evaluate is not None and ((step + 1) % cfg.eval_every == 0 or last):
+            model.eval()
+            entry = {"step": step + 1, "train_loss": running, "seconds": time.time() - t0, **evaluate(model)}
+            model.train()
+            log.append(entry)
+            bar.set_postfix({k: round(v, 3) for k, v in entry.items() if isinstance(v, float)})
+            tqdm.write(str({k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()}))
+        elif step % 50 == 0:
+            bar.set_postfix(loss=round(running, 3))
+    return log
