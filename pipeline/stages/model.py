@@ -76,7 +76,7 @@ def main() -> None:
     if source == "trained":
         model, log = trained_model(cfg, meta)
     elif source == "redwood":
-        model, log = load_redwood(cfg["repo"]), []
+        model, log = load_redwood(cfg["repo"], cfg.get("filename", "model_state_dict.pt")), []
     elif source == "file":
         model, log = load_checkpoint(cfg["file"]), []
     else:

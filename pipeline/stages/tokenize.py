@@ -20,7 +20,7 @@ def build_tokenizer(cfg: dict, train_texts: list[str]):
     if cfg["kind"] == "bpe":
         return train_bpe(train_texts, cfg["vocab_size"])
     if cfg["kind"] == "gpt2":
-        return gpt2_tokenizer(cfg["source"])
+        return gpt2_tokenizer(cfg["source"], cfg.get("begin_id", 50257))
     raise ConfigError("tokenizer.kind", f"unknown tokenizer {cfg['kind']!r}; choose bpe or gpt2")
 
 
