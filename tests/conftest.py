@@ -1,30 +1,32 @@
-"""Shared fixtures. Tests run on two cores beside other work: one thread, small batches."""
+"""Shared fixtures: the committed model and real held-out sequences. Tests run on two cores
+beside other work, so one thread and small batches."""
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline.model import AttnOnlyTransformer, ModelConfig
+from pipeline.checkpoint import load_checkpoint
+from pipeline.tokenizer import load_sequences
 
 torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parent.parent
+SEQUENCES = ROOT / "data/tokens/sequences.parquet"
 
 
 @pytest.fixture(scope="session")
-def model() -> AttnOnlyTransformer:
-    """A seeded model of the default architecture (replaced by the committed trained model once
-    it exists)."""
-    torch.manual_seed(0)
-    m = AttnOnlyTransformer(ModelConfig(d_vocab=2048, n_ctx=512))
-    return m.eval()
+def model():
+    """The model of data/model/model.pt (committed to git with dvc.lock)."""
+    return load_checkpoint(ROOT / "data/model/model.pt").eval()
 
 
 @pytest.fixture(scope="session")
 def sequences() -> torch.Tensor:
-    """[8, 302] token sequences: BEGIN (id 0) + 300 tokens + 1 target, with repeated spans so
-    induction has something to do (replaced by real held-out text once the tokenizer exists)."""
-    rng = np.random.default_rng(0)
-    rows = rng.integers(2, 2048, size=(8, 302))
-    rows[:, 0] = 0
-    rows[:, 200:260] = rows[:, 40:100]
-    return torch.from_numpy(rows).long()
+    """[16, seq_len + 2] held-out sequences of the default pipeline: BEGIN + seq_len tokens + 1
+    target. A fresh clone has no DVC cache, so the (seconds-long) upstream stages are rerun."""
+    if not SEQUENCES.exists():
+        subprocess.run(["dvc", "repro", "tokenize"], cwd=ROOT, check=True)
+    return torch.from_numpy(load_sequences(SEQUENCES)[:16])
