@@ -1,0 +1,56 @@
+"""cache_l0: layer 0 of every experiment sequence, once, in the form the scrubs read.
+
+data/cache_l0/{v,z,diag}.npy (see pipeline.scrub.engine for the layout) and meta.json (shapes,
+dtype, bytes per sequence). At the default (301 positions, 8 heads, d_head 32, 4 diagonals,
+float16) a sequence takes 301·8·(32 + 32 + 4)·2 B ≈ 327 KB.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from pipeline.checkpoint import load_checkpoint
+from pipeline.scrub import build_cache
+from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
+from pipeline.tokenizer import load_sequences
+
+OUT = "data/cache_l0"
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+def check_context(tokens: np.ndarray, n_ctx: int) -> None:
+    if tokens.shape[1] - 1 > n_ctx:
+        raise ConfigError("sequences.seq_len", f"{tokens.shape[1] - 2} tokens + BEGIN exceed the model's context n_ctx={n_ctx}")
+
+
+def main() -> None:
+    params = load_params()
+    cfg = require(params, "cache")
+    if cfg["dtype"] not in ("float16", "float32"):
+        raise ConfigError("cache.dtype", f"use float16 or float32, got {cfg['dtype']!r}")
+    if int(cfg["n_offsets"]) < 1:
+        raise ConfigError("cache.n_offsets", "must be at least 1")
+    model = load_checkpoint(require(params, "model.path"), "model.path")
+    tokens = load_sequences("data/tokens/sequences.parquet")
+    check_context(tokens, model.cfg.n_ctx)
+    cache = build_cache(model, torch.from_numpy(tokens), int(cfg["n_offsets"]), int(cfg["batch_size"]),
+                        DTYPES[cfg["dtype"]])
+    with atomic_path(OUT) as tmp:
+        tmp.mkdir()
+        for key, value in cache.items():
+            np.save(tmp / f"{key}.npy", value.numpy())
+        total = sum(v.numel() * v.element_size() for v in cache.values())
+        meta = {key: list(v.shape) for key, v in cache.items()}
+        meta.update(dtype=cfg["dtype"], bytes_total=total, bytes_per_sequence=total // len(tokens))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"{len(tokens)} sequences, {total / 2**20:.0f} MiB ({total // len(tokens) // 1024} KiB per sequence) → {OUT}")
+
+
+def load_cache(folder: str = OUT) -> dict[str, torch.Tensor]:
+    return {key: torch.from_numpy(np.load(f"{folder}/{key}.npy")) for key in ("v", "z", "diag")}
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,97 @@
+"""report: every hypothesis × Q/K/V/All next to the writeup's numbers.
+
+Reads data/scrub/*/metrics.json; writes reports/results.csv, reports/results.md and the bar chart
+reports/recovered.png (declared under `plots:` in dvc.yaml).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from pipeline.stage import atomic_path, load_params, require, run_stage
+
+PART_LABELS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
+ORDER = ["baseline", "naive", "naive_weak_k", "refined1", "refined2", "refined3", "refined4", "bonus5"]
+
+
+def collect(folder: Path) -> list[dict]:
+    found = [json.loads(p.read_text()) for p in sorted(folder.glob("*/metrics.json"))]
+    if not found:
+        raise FileNotFoundError(f"no {folder}/*/metrics.json: run the scrub stages first")
+    rank = {k: i for i, k in enumerate(ORDER)}
+    return sorted(found, key=lambda m: (rank.get(m["hypothesis"], len(ORDER)), m["hypothesis"]))
+
+
+def table(metrics: list[dict], reference: dict) -> pd.DataFrame:
+    rows = []
+    for m in metrics:
+        ref = reference.get(m["hypothesis"]) or [None] * 4
+        for i, part in enumerate(PART_LABELS):
+            if part not in m:
+                continue
+            rows.append({"hypothesis": m["hypothesis"], "part": PART_LABELS[part], "recovered": m[part]["recovered"],
+                         "ci_low": m[part]["ci_low"], "ci_high": m[part]["ci_high"], "loss": m[part]["loss"],
+                         "writeup": ref[i], "original_loss": m["original_loss"], "baseline_loss": m["baseline_loss"]})
+    return pd.DataFrame(rows)
+
+
+def markdown(frame: pd.DataFrame, metrics: list[dict], reference_losses: dict) -> str:
+    lines = ["# Causal scrubbing of induction heads: results", "",
+             "% loss recovered on whitelisted positions, with bootstrap 95% intervals over sequences; "
+             "the writeup's published numbers in brackets.", "",
+             "| hypothesis | Q | K | V | All |", "|---|---|---|---|---|"]
+    for name, group in frame.groupby("hypothesis", sort=False):
+        cells = []
+        for _, r in group.iterrows():
+            ref = "" if pd.isna(r.writeup) else f" [{r.writeup:.0f}]"
+            cells.append(f"{r.recovered:.1f} ({r.ci_low:.1f}–{r.ci_high:.1f}){ref}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    m = metrics[0]
+    lines += ["", f"Loss on whitelisted positions: original {m['original_loss']:.4f}, baseline {m['baseline_loss']:.4f} "
+              f"(writeup: {reference_losses.get('original')}, {reference_losses.get('baseline')}); "
+              f"{m['scored_positions']} scored positions ({100 * m['scored_share']:.1f}% of all)."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(frame: pd.DataFrame, path: Path) -> None:
+    names = list(dict.fromkeys(frame.hypothesis))
+    parts = list(PART_LABELS.values())
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 4))
+    width = 0.8 / len(parts)
+    for i, part in enumerate(parts):
+        sub = frame[frame.part == part].set_index("hypothesis").reindex(names)
+        x = np.arange(len(names)) + (i - (len(parts) - 1) / 2) * width
+        err = np.vstack([sub.recovered - sub.ci_low, sub.ci_high - sub.recovered])
+        ax.bar(x, sub.recovered, width, yerr=err, capsize=2, label=part)
+        ax.scatter(x, sub.writeup, marker="_", s=120, color="black", zorder=3, label="writeup" if i == 0 else None)
+    ax.set_xticks(np.arange(len(names)), names, rotation=20)
+    ax.set_ylabel("% loss recovered")
+    ax.axhline(100, color="grey", lw=0.5)
+    ax.legend(ncol=5, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    cfg = require(load_params(), "report")
+    metrics = collect(Path("data/scrub"))
+    frame = table(metrics, cfg["reference"])
+    with atomic_path("reports/results.csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4f")
+    with atomic_path("reports/results.md") as tmp:
+        tmp.write_text(markdown(frame, metrics, cfg["reference_losses"]))
+    chart(frame, Path("reports/recovered.png"))
+    print(open("reports/results.md").read())
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,76 @@
+"""scrub@<hypothesis>: run one hypothesis of conf/hypothesis/ for each part (Q, K, V, All).
+
+    python -m pipeline.stages.scrub refined2
+
+Outputs in data/scrub/<hypothesis>/: metrics.json (original and baseline losses on the scored
+positions; per part the loss, % loss recovered and its bootstrap 95% interval) and
+losses.parquet (per sequence: loss sums and scored-position counts, for later analysis).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import torch
+from tokenizers import Tokenizer
+
+from pipeline.checkpoint import load_checkpoint
+from pipeline.scrub import PARTS, check_heads, classify_positions, draw_matching, parse_hypothesis, resolve_rules, scrub_losses, summarize
+from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
+from pipeline.stages.cache_l0 import load_cache
+from pipeline.tokenizer import load_sequences
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise ConfigError("hypothesis", "usage: python -m pipeline.stages.scrub NAME")
+    key = sys.argv[1]
+    params = load_params()
+    hypotheses = require(params, "hypotheses")
+    if key not in hypotheses:
+        raise ConfigError(f"hypotheses.{key}", f"unknown hypothesis; known: {sorted(hypotheses)}")
+    cfg = require(params, "scrub")
+    parts = list(cfg["parts"])
+    if not parts or set(parts) - set(PARTS):
+        raise ConfigError("scrub.parts", f"choose among {list(PARTS)}, got {parts}")
+    hypothesis = parse_hypothesis(key, hypotheses[key])
+
+    model = load_checkpoint(require(params, "model.path"), "model.path")
+    check_heads(hypothesis, key, model.cfg.n_heads)
+    tokens = load_sequences("data/tokens/sequences.parquet")
+    pairing = pd.read_parquet("data/pairing/pairing.parquet")
+    other = pairing.sort_values("seq_id").other_seq_id.to_numpy()
+    whitelist = pd.read_parquet("data/whitelist/whitelist.parquet")
+    scored = np.zeros(model.cfg.d_vocab, dtype=bool)
+    scored[whitelist.loc[whitelist.whitelisted, "token"].to_numpy()] = True
+    roles = json.loads(open("data/heads/roles.json").read())
+    cache = load_cache()
+    if cache["z"].shape[0] != len(tokens):
+        raise ConfigError("cache", "the layer-0 cache does not match the sequences; rerun `dvc repro`")
+
+    resampled = {}
+    if hypothesis.resamplers:
+        tokenizer = Tokenizer.from_file("data/tokens/tokenizer.json")
+        for name, resampler in hypothesis.resamplers.items():
+            rules = resolve_rules(resampler, lambda text: tokenizer.encode(text, add_special_tokens=False).ids)
+            classes = classify_positions(tokens[:, :-1], rules)
+            resampled[name] = draw_matching(classes, cfg["seed"] + resampler.seed)
+            print(f"{name}: {[(c, float((classes == i).mean())) for i, c in enumerate(list(resampler.classes) + ['other'])]}")
+
+    losses = scrub_losses(model, cache, torch.from_numpy(tokens), other, hypothesis, roles, scored, parts,
+                          resampled, batch_size=int(cfg["batch_size"]))
+    metrics = {"hypothesis": key, "name": hypothesis.name,
+               **summarize(losses, parts, tokens.shape[1] - 1, int(cfg["bootstrap_samples"]), int(cfg["seed"]))}
+    out = f"data/scrub/{key}"
+    with atomic_path(f"{out}/losses.parquet") as tmp:
+        pd.DataFrame({"seq_id": np.arange(len(tokens)), "count": losses["original"].count,
+                      **{f"loss_sum_{n}": l.loss_sum for n, l in losses.items()}}).to_parquet(tmp, index=False)
+    write_json(f"{out}/metrics.json", metrics)
+    print(json.dumps({p: round(metrics[p]["recovered"], 1) for p in parts}),
+          f"original {metrics['original_loss']:.4f}, baseline {metrics['baseline_loss']:.4f}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
