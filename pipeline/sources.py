@@ -5,7 +5,8 @@
   unless `data.data_files` names a local jsonl/parquet file).
 - `files`: the user's text: a folder of .txt files (one document each) or a .jsonl/.parquet file.
 
-The split into training and held-out documents is seeded and independent of document order.
+The split into training and held-out documents is a seeded draw of document positions: the same
+documents in the same order give the same split.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def load_documents(cfg: dict) -> list[Document]:
         docs = _files(cfg)
     else:
         raise ConfigError("data.source", f"unknown source {source!r}; choose brown, openwebtext or files")
-    docs = [(doc_id, text) for doc_id, text in docs if text.strip()]
+    # Rows without text (null in a table) count as empty, never as the string "None".
+    docs = [(doc_id, text) for doc_id, text in docs if isinstance(text, str) and text.strip()]
     if cfg.get("max_documents"):
         docs = docs[: int(cfg["max_documents"])]
     if len(docs) < 2:
@@ -54,10 +56,17 @@ def split_documents(docs: list[Document], heldout_fraction: float, seed: int) ->
 def _texts_from_table(path: Path, column: str) -> list[Document]:
     import pandas as pd
 
-    frame = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_parquet(path)
+    try:
+        frame = pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl" else pd.read_parquet(path)
+    except Exception as err:  # malformed json lines, not a parquet file, ...
+        raise ConfigError("data.path", f"cannot read {path}: {err}") from err
     if column not in frame.columns:
         raise ConfigError("data.text_column", f"{path} has no column {column!r} (columns: {list(frame.columns)})")
-    return [(f"{path.stem}:{i}", str(t)) for i, t in enumerate(frame[column])]
+    return [(f"{path.stem}:{i}", None if _is_null(t) else str(t)) for i, t in enumerate(frame[column])]
+
+
+def _is_null(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # None, NaN
 
 
 def _files(cfg: dict) -> list[Document]:
@@ -86,6 +95,8 @@ def _openwebtext(cfg: dict) -> list[Document]:
         path = Path(cfg["data_files"])
         if not path.exists():
             raise ConfigError("data.data_files", f"{path} does not exist")
+        if path.suffix not in (".jsonl", ".json", ".parquet"):
+            raise ConfigError("data.data_files", f"{path}: expected a .jsonl, .json or .parquet file")
         kind = "json" if path.suffix in (".jsonl", ".json") else "parquet"
         ds = datasets.load_dataset(kind, data_files=str(path), split="train")
     else:

@@ -39,7 +39,12 @@ def train_bpe(texts: list[str], vocab_size: int) -> Tokenizer:
 def gpt2_tokenizer(source: str, begin_id: int = 50257) -> Tokenizer:
     """GPT-2's tokenizer (a hub repo id or a local tokenizer.json) with BEGIN and END appended as
     ids 50257 and 50258, in the order `begin_id` says."""
+    if begin_id not in (50257, 50258):
+        raise ConfigError("tokenizer.begin_id", f"must be 50257 or 50258, got {begin_id}")
     path = Path(source)
+    if not path.exists() and (source.startswith((".", "/")) or source.endswith(".json")):
+        # A local path that is not there, not a hub repo id: do not ask the network for it.
+        raise ConfigError("tokenizer.source", f"{source} does not exist")
     try:
         tok = Tokenizer.from_file(str(path)) if path.exists() else Tokenizer.from_pretrained(source)
     except Exception as err:  # network or file errors: one message naming the parameter
@@ -47,9 +52,10 @@ def gpt2_tokenizer(source: str, begin_id: int = 50257) -> Tokenizer:
     base = tok.get_vocab_size()
     if base != 50257:
         raise ConfigError("tokenizer.source", f"{source!r} has {base} tokens; GPT-2's BPE has 50257")
-    if begin_id not in (50257, 50258):
-        raise ConfigError("tokenizer.begin_id", f"must be 50257 or 50258, got {begin_id}")
     tok.add_special_tokens([BEGIN, END] if begin_id == 50257 else [END, BEGIN])
+    got = (tok.token_to_id(BEGIN), tok.token_to_id(END))
+    if got != (begin_id, 50257 + 50258 - begin_id):
+        raise ConfigError("tokenizer.source", f"{source!r} already holds {BEGIN} or {END}: they got ids {got}")
     return tok
 
 
@@ -61,7 +67,15 @@ def special_ids(tok: Tokenizer) -> dict[str, int]:
 
 
 def encode_documents(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
-    return [np.asarray(e.ids, dtype=np.int32) for e in tok.encode_batch(texts, add_special_tokens=False)]
+    """Each text's token ids. A literal "[BEGIN]" or "[END]" in a text is encoded as the text it
+    is, never as the special token (which `tokenizers` would otherwise match in raw text)."""
+    previous = tok.encode_special_tokens
+    tok.encode_special_tokens = True
+    try:
+        encodings = tok.encode_batch(texts, add_special_tokens=False)
+    finally:
+        tok.encode_special_tokens = previous
+    return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
 
 
 def make_sequences(docs: list[np.ndarray], doc_ids: list[str], seq_len: int, begin_id: int,
@@ -71,6 +85,9 @@ def make_sequences(docs: list[np.ndarray], doc_ids: list[str], seq_len: int, beg
     Columns: seq_id, doc_id, offset (of the window's first token in its document), tokens."""
     if seq_len < 2:
         raise ConfigError("sequences.seq_len", f"must be at least 2, got {seq_len}")
+    if max_sequences is not None and max_sequences < max(1, min_sequences):
+        raise ConfigError("sequences.max_sequences",
+                          f"{max_sequences} is below sequences.min_sequences={min_sequences} (or below 1)")
     rows = []
     width = seq_len + 1
     for doc_id, tokens in zip(doc_ids, docs):

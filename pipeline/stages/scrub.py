@@ -45,6 +45,8 @@ def main() -> None:
     whitelist = pd.read_parquet("data/whitelist/whitelist.parquet")
     scored = np.zeros(model.cfg.d_vocab, dtype=bool)
     scored[whitelist.loc[whitelist.whitelisted, "token"].to_numpy()] = True
+    if not scored[tokens[:, :-1]].any():
+        raise ConfigError("whitelist.threshold", "no position of the experiment sequences has a whitelisted token")
     roles = json.loads(open("data/heads/roles.json").read())
     cache = load_cache()
     if cache["z"].shape[0] != len(tokens):

@@ -1,0 +1,178 @@
+"""pipeline.tokenizer: the two tokenizer kinds with their BEGIN/END ids, and the cutting of
+experiment sequences from held-out documents."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from pipeline.stage import ConfigError
+from pipeline.tokenizer import (BEGIN, END, encode_documents, gpt2_tokenizer, load_sequences, make_sequences,
+                                special_ids, train_bpe)
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = [
+    "The jury said the election was conducted fairly. The jury said so twice.",
+    "Induction heads copy the token that followed an earlier occurrence of the current token.",
+    "Previous-token heads attend to the previous token; induction heads read what they wrote.",
+    "A cat sat on a mat, and a cat sat on a mat again, and again.",
+] * 3
+
+
+# --- byte-level BPE ------------------------------------------------------------------------------
+
+def test_train_bpe_is_deterministic_with_begin_0_end_1():
+    a, b = train_bpe(TEXTS, 300), train_bpe(TEXTS, 300)
+    assert a.get_vocab() == b.get_vocab()
+    assert a.to_str() == b.to_str()  # same merges too
+    assert special_ids(a) == {"begin": 0, "end": 1}
+    assert a.id_to_token(0) == BEGIN and a.id_to_token(1) == END
+    assert a.get_vocab_size() == 300
+    # Merges were learnt: frequent words take fewer tokens than bytes.
+    assert len(a.encode(" the jury said").ids) < len(b" the jury said") // 2
+
+
+def test_bpe_round_trips_any_text():
+    tok = train_bpe(TEXTS, 280)
+    for text in ["The jury said “no” — naïvely. 1961!", "  spaces\tand\nnewlines  "]:
+        [ids] = encode_documents(tok, [text])
+        assert ids.dtype == np.int32 and 0 not in ids and 1 not in ids  # no specials added
+        assert tok.decode(ids.tolist()) == text
+
+
+def test_special_token_text_in_a_document_is_plain_text():
+    """A document that happens to contain "[BEGIN]" must not inject the BEGIN token."""
+    tok = train_bpe(TEXTS, 280)
+    [ids] = encode_documents(tok, ["before [BEGIN] middle [END] after"])
+    assert 0 not in ids and 1 not in ids
+    assert tok.decode(ids.tolist()) == "before [BEGIN] middle [END] after"
+    assert tok.encode_special_tokens is False  # the tokenizer is left as it was
+
+
+def test_train_bpe_rejects_a_vocabulary_below_the_bytes():
+    with pytest.raises(ConfigError) as err:
+        train_bpe(TEXTS, 200)
+    assert err.value.param == "tokenizer.vocab_size"
+
+
+# --- GPT-2's tokenizer with Redwood's two extra tokens ---------------------------------------------
+
+def word_level_tokenizer(path: Path, size: int) -> Path:
+    """A stand-in for GPT-2's tokenizer.json: `size` entries, the last an unknown token."""
+    vocab = {f"w{i}": i for i in range(size - 1)}
+    vocab["<unk>"] = size - 1
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gpt2_sized(tmp_path_factory) -> Path:
+    return word_level_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer.json", 50257)
+
+
+@pytest.mark.parametrize("begin_id, end_id", [(50257, 50258), (50258, 50257)])
+def test_gpt2_tokenizer_places_begin_and_end_per_begin_id(gpt2_sized, begin_id, end_id):
+    tok = gpt2_tokenizer(str(gpt2_sized), begin_id)
+    assert special_ids(tok) == {"begin": begin_id, "end": end_id}
+    assert tok.get_vocab_size() == 50259  # redwood_attn_2l's d_vocab
+    [ids] = encode_documents(tok, ["w0 w5 w50255"])
+    assert ids.tolist() == [0, 5, 50255]  # the base vocabulary is untouched
+
+
+def test_gpt2_tokenizer_refuses_a_vocabulary_that_is_not_gpt2s(tmp_path):
+    path = word_level_tokenizer(tmp_path / "tokenizer.json", 1000)
+    with pytest.raises(ConfigError, match="1000 tokens") as err:
+        gpt2_tokenizer(str(path))
+    assert err.value.param == "tokenizer.source"
+
+
+def test_gpt2_tokenizer_checks_begin_id_before_loading_anything(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        gpt2_tokenizer(str(tmp_path / "absent.json"), begin_id=0)
+    assert err.value.param == "tokenizer.begin_id"
+
+
+def test_gpt2_tokenizer_missing_local_file_is_not_sent_to_the_hub(tmp_path):
+    for source in (str(tmp_path / "tokenizer.json"), "./gpt2/tokenizer.json", "my-tokenizer.json"):
+        with pytest.raises(ConfigError, match="does not exist") as err:
+            gpt2_tokenizer(source)
+        assert err.value.param == "tokenizer.source"
+
+
+def test_gpt2_tokenizer_unreadable_file_is_a_config_error(tmp_path):
+    path = tmp_path / "tokenizer.json"
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot load a tokenizer") as err:
+        gpt2_tokenizer(str(path))
+    assert err.value.param == "tokenizer.source"
+
+
+# --- experiment sequences --------------------------------------------------------------------------
+
+DOCS = [np.arange(10, 20, dtype=np.int32), np.arange(100, 107, dtype=np.int32), np.arange(200, 202, dtype=np.int32)]
+IDS = ["a", "b", "c"]
+
+
+def test_make_sequences_cuts_non_overlapping_windows_behind_begin():
+    frame = make_sequences(DOCS, IDS, seq_len=3, begin_id=7)
+    # Windows of seq_len + 1 = 4 tokens: doc a (10 tokens) gives offsets 0 and 4, doc b (7) gives
+    # offset 0, doc c (2) is too short.
+    assert frame.seq_id.tolist() == [0, 1, 2]
+    assert frame.doc_id.tolist() == ["a", "a", "b"]
+    assert frame.offset.tolist() == [0, 4, 0]
+    assert [t.tolist() for t in frame.tokens] == [
+        [7, 10, 11, 12, 13],
+        [7, 14, 15, 16, 17],
+        [7, 100, 101, 102, 103],
+    ]
+    for row in frame.itertuples():  # each window is its document's tokens from `offset` on
+        doc = DOCS[IDS.index(row.doc_id)]
+        assert row.tokens[1:].tolist() == doc[row.offset : row.offset + 4].tolist()
+
+
+def test_make_sequences_honours_max_sequences():
+    frame = make_sequences(DOCS, IDS, seq_len=3, begin_id=7, max_sequences=2)
+    assert frame.offset.tolist() == [0, 4] and frame.doc_id.tolist() == ["a", "a"]
+    frame = make_sequences(DOCS, IDS, seq_len=2, begin_id=7, max_sequences=4)
+    assert len(frame) == 4 and frame.doc_id.tolist() == ["a", "a", "a", "b"]
+
+
+def test_too_few_sequences_is_a_config_error_naming_sequences():
+    with pytest.raises(ConfigError, match="3 sequences") as err:
+        make_sequences(DOCS, IDS, seq_len=3, begin_id=7, min_sequences=4)
+    assert err.value.param.startswith("sequences.")
+    with pytest.raises(ConfigError) as err:
+        make_sequences(DOCS, IDS, seq_len=50, begin_id=7)  # no document is long enough
+    assert err.value.param.startswith("sequences.")
+    with pytest.raises(ConfigError) as err:
+        make_sequences(DOCS, IDS, seq_len=1, begin_id=7)
+    assert err.value.param == "sequences.seq_len"
+
+
+def test_a_cap_below_the_minimum_names_max_sequences():
+    for cap in (0, 2):
+        with pytest.raises(ConfigError) as err:
+            make_sequences(DOCS, IDS, seq_len=3, begin_id=7, max_sequences=cap, min_sequences=3)
+        assert err.value.param == "sequences.max_sequences"
+
+
+def test_load_sequences_reads_back_what_make_sequences_wrote(tmp_path):
+    frame = make_sequences(DOCS, IDS, seq_len=3, begin_id=7)
+    frame.to_parquet(tmp_path / "sequences.parquet", index=False)
+    tokens = load_sequences(tmp_path / "sequences.parquet")
+    assert tokens.dtype == np.int64 and tokens.shape == (3, 5)
+    assert tokens[:, 0].tolist() == [7, 7, 7]
+
+
+def test_the_pipelines_sequences_start_with_begin(sequences):
+    """data/tokens/sequences.parquet as the tokenize stage wrote it: BEGIN first, never again."""
+    meta = json.loads((ROOT / "data/tokens/meta.json").read_text())
+    tokens = sequences.numpy()
+    assert (tokens[:, 0] == meta["begin_id"]).all()
+    assert not (tokens[:, 1:] == meta["begin_id"]).any()
+    assert tokens.max() < meta["d_vocab"] and tokens.min() >= 0

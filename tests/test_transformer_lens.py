@@ -1,0 +1,103 @@
+"""Our model against TransformerLens' HookedTransformer, the implementation Redwood's
+redwood_attn_2l was published for: the same weights give the same logits, in both directions of
+the weight-name mapping (ours → TransformerLens, and TransformerLens → ours through the Redwood
+loader pipeline.checkpoint.load_redwood)."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+
+from pipeline.checkpoint import load_redwood
+from pipeline.model import AttnOnlyTransformer
+
+from transformer_lens import HookedTransformer, HookedTransformerConfig  # the `test` extra
+
+OURS_TO_TL = {"W_E": "embed.W_E", "W_pos": "pos_embed.W_pos", "W_U": "unembed.W_U", "b_U": "unembed.b_U"}
+ATOL = 1e-4
+
+
+def tl_config(model: AttnOnlyTransformer) -> HookedTransformerConfig:
+    """redwood_attn_2l's TransformerLens config, sized like `model`."""
+    c = model.cfg
+    return HookedTransformerConfig(
+        n_layers=c.n_layers, d_model=c.d_model, n_heads=c.n_heads, d_head=c.d_head,
+        d_vocab=c.d_vocab, n_ctx=c.n_ctx, eps=c.ln_eps,
+        attn_only=True, positional_embedding_type="shortformer", normalization_type="LN",
+        act_fn="relu",  # unused: no MLPs
+        default_prepend_bos=False, device="cpu", seed=None,
+    )
+
+
+def to_transformer_lens(model: AttnOnlyTransformer) -> HookedTransformer:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # HookedTransformer is deprecated in TL 3
+        tl = HookedTransformer(tl_config(model))
+    state = {OURS_TO_TL.get(k, k): v for k, v in model.state_dict().items()}
+    result = tl.load_state_dict(state, strict=False)
+    # Only TransformerLens' own buffers (causal mask, IGNORE) may be absent from our weights.
+    assert result.unexpected_keys == []
+    assert result.missing_keys and all(k.endswith((".mask", ".IGNORE")) for k in result.missing_keys)
+    return tl.eval()
+
+
+def perturbed(model: AttnOnlyTransformer, seed: int = 0) -> AttnOnlyTransformer:
+    """A copy with noise on every parameter: LayerNorm weights away from 1 and biases away from 0,
+    so a bias or LayerNorm weight mapped to the wrong place cannot go unnoticed."""
+    other = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    return other.eval()
+
+
+@pytest.fixture(scope="module")
+def inputs(sequences) -> torch.Tensor:
+    """4 real held-out sequences without their final target token: [4, 1 + seq_len]."""
+    return sequences[:4, :-1]
+
+
+@pytest.mark.parametrize("noise", [False, True], ids=["checkpoint", "perturbed"])
+def test_transformer_lens_gives_our_logits(model, inputs, noise):
+    ours = perturbed(model) if noise else model
+    tl = to_transformer_lens(ours)
+    with torch.no_grad():
+        expected = ours(inputs)
+        got = tl(inputs)
+    assert got.shape == expected.shape == (*inputs.shape, model.cfg.d_vocab)
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    # Not a vacuous match: the logits vary across positions and vocabulary.
+    assert expected.std() > 1e-2
+
+
+def test_shortformer_positions_matter(model, inputs):
+    """The comparison above is sensitive to how positions enter: TransformerLens with standard
+    (residual-added) positions gives different logits."""
+    cfg = tl_config(model)
+    cfg.positional_embedding_type = "standard"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tl = HookedTransformer(cfg)
+    tl.load_state_dict({OURS_TO_TL.get(k, k): v for k, v in model.state_dict().items()}, strict=False)
+    with torch.no_grad():
+        assert (tl.eval()(inputs) - model(inputs)).abs().max() > 10 * ATOL
+
+
+def test_redwood_loader_reads_a_transformer_lens_checkpoint(model, inputs, tmp_path):
+    """A TransformerLens state dict saved to a file (TL names, mask and IGNORE buffers included),
+    read back by load_redwood: the same architecture and the same logits as TransformerLens."""
+    tl = to_transformer_lens(perturbed(model, seed=1))
+    state = tl.state_dict()
+    assert any(k.endswith(".mask") for k in state) and any(k.endswith(".IGNORE") for k in state)
+    path = tmp_path / "model_state_dict.pt"
+    torch.save(state, path)
+
+    loaded = load_redwood(str(path))
+    assert loaded.cfg == model.cfg
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(inputs), tl(inputs), atol=ATOL, rtol=0)
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, state[OURS_TO_TL.get(name, name)]), name
