@@ -9,6 +9,7 @@ proposed from the scores (pipeline.roles).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,9 +23,9 @@ from pipeline.stage import ConfigError, load_params, require, run_stage, write_j
 
 def main() -> None:
     params = load_params()
-    cfg, model_cfg = require(params, "heads"), require(params, "model")
-    meta = json.loads(open("data/tokens/meta.json").read())
-    model = load_checkpoint(model_cfg["path"]).eval()
+    cfg = require(params, "heads")
+    meta = json.loads(Path("data/tokens/meta.json").read_text())
+    model = load_checkpoint(require(params, "model.path"), "model.path").eval()
     seqs = pd.read_parquet("data/tokens/sequences.parquet").tokens
     if len(seqs[0]) - 1 > model.cfg.n_ctx:
         raise ConfigError("sequences.seq_len",
@@ -37,7 +38,7 @@ def main() -> None:
     repeated = repeated_random_tokens(cfg["repeat_sequences"], length, range(n_special, model.cfg.d_vocab),
                                       meta["begin_id"], seed=0)
     scores = head_scores(model, heldout[:, :-1], repeated, length)
-    roles = resolve_roles(require(params, "roles"), lambda: propose_roles(scores, cfg), model.cfg)
+    roles = resolve_roles(require(params, "roles"), lambda given: propose_roles(scores, cfg, given), model.cfg)
     summary = {
         "max_previous_token_score_layer0": max(scores["previous_token_score"][0]),
         "max_induction_score": max(scores["induction_score"]),

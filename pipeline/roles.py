@@ -1,0 +1,134 @@
+"""Head roles the hypotheses refer to: the previous-token head (`prev`, a layer-0 head), the
+self-attending heads (`self`, layer 0) and the induction heads (`induction`, layer 1).
+
+Roles come from config (`roles.*`, e.g. Redwood's 0.0 / 0.1, 0.2, 0.5 / 1.5, 1.6) where given, and
+are otherwise proposed from measured head scores (pipeline.scores.head_scores) with the
+thresholds of `heads.*`. Heads are named "L.H" (layer.head), the writeup's notation.
+
+Output: {"prev": "0.0", "self": ["0.1", ...], "induction": ["1.5", "1.6"]}.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from pipeline.stage import ConfigError
+
+ROLES = ("prev", "self", "induction")
+# Which layer each role's heads must be in: the scrub engine splits layer-0 heads by role and
+# scrubs the inputs of layer-1 heads.
+ROLE_LAYER = {"prev": 0, "self": 0, "induction": 1}
+_HEAD = re.compile(r"^(\d+)\.(\d+)$")
+
+
+def head_name(layer: int, head: int) -> str:
+    return f"{layer}.{head}"
+
+
+def propose_roles(scores: dict, cfg: dict, given: dict | None = None) -> dict:
+    """Propose every role that `given` (config roles) leaves null; given roles are kept as they
+    are. `scores`: pipeline.scores.head_scores' dict; `cfg`: params["heads"].
+
+    prev: the layer-0 head with the highest previous-token score, which must reach
+      min_previous_token_score. self: up to max_self_heads other layer-0 heads whose same-token
+      score reaches min_same_token_score, best first (possibly none). induction: every layer-1 head
+      whose induction score reaches min_induction_score, best first (at least one)."""
+    given = {role: (given or {}).get(role) for role in ROLES}
+    roles = dict(given)
+    if roles["prev"] is None:
+        prev_scores = scores["previous_token_score"][0]
+        # A head config names as self-attending is not a candidate: a head has one role.
+        taken = set(roles["self"] or [])
+        candidates = [h for h in range(len(prev_scores)) if head_name(0, h) not in taken]
+        best = max(candidates, key=lambda h: prev_scores[h])
+        if prev_scores[best] < cfg["min_previous_token_score"]:
+            raise ConfigError(
+                "roles.prev",
+                f"no layer-0 head attends to the previous token: the best previous-token score is "
+                f"{prev_scores[best]:.3f} (head {head_name(0, best)}), below "
+                f"heads.min_previous_token_score={cfg['min_previous_token_score']}; set roles.prev "
+                f"or lower the threshold")
+        roles["prev"] = head_name(0, best)
+    if roles["self"] is None:
+        same = scores["same_token_score"][0]
+        candidates = [h for h in range(len(same))
+                      if head_name(0, h) != roles["prev"] and same[h] >= cfg["min_same_token_score"]]
+        candidates.sort(key=lambda h: -same[h])
+        roles["self"] = [head_name(0, h) for h in candidates[: int(cfg["max_self_heads"])]]
+    if roles["induction"] is None:
+        induction = scores["induction_score"]
+        ranked = sorted(range(len(induction)), key=lambda h: -induction[h])
+        chosen = [h for h in ranked if induction[h] >= cfg["min_induction_score"]]
+        if not chosen:
+            best = ranked[0]
+            raise ConfigError(
+                "roles.induction",
+                f"the model shows no induction head: the best layer-1 induction score is "
+                f"{induction[best]:.3f} (head {head_name(1, best)}), below "
+                f"heads.min_induction_score={cfg['min_induction_score']}; train the model longer, "
+                f"set roles.induction, or lower the threshold")
+        roles["induction"] = [head_name(1, h) for h in chosen]
+    return roles
+
+
+def parse_head(name: Any, role: str, n_layers: int, n_heads: int) -> str:
+    """Check one head name of `role` against the model; ConfigError naming `roles.<role>`."""
+    param = f"roles.{role}"
+    if not isinstance(name, str):
+        # YAML reads an unquoted 0.10 as the float 0.1, losing which head was meant.
+        raise ConfigError(param, f"head names are strings \"L.H\" (quote them in YAML), got {name!r}")
+    match = _HEAD.match(name)
+    if not match:
+        raise ConfigError(param, f"{name!r} is not a head name \"L.H\" such as \"0.0\"")
+    layer, head = int(match.group(1)), int(match.group(2))
+    if layer >= n_layers or head >= n_heads:
+        raise ConfigError(param, f"{name} does not exist: the model has {n_layers} layers of {n_heads} heads")
+    if layer != ROLE_LAYER[role]:
+        raise ConfigError(param, f"{name} is in layer {layer}; {role} heads are in layer {ROLE_LAYER[role]}")
+    return head_name(layer, head)  # canonical form: "0.01" → "0.1"
+
+
+def validate_roles(roles: dict, n_layers: int, n_heads: int) -> dict:
+    """Roles with every head checked and canonical; null roles stay null."""
+    out: dict = {}
+    for role in ROLES:
+        value = roles.get(role)
+        if value is None:
+            out[role] = None
+        elif role == "prev":
+            out[role] = parse_head(value, role, n_layers, n_heads)
+        else:
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"roles.{role}", f"must be a list of head names or null, got {value!r}")
+            heads = [parse_head(v, role, n_layers, n_heads) for v in value]
+            if len(set(heads)) != len(heads):
+                raise ConfigError(f"roles.{role}", f"lists a head twice: {heads}")
+            out[role] = heads
+    if out["induction"] is not None and not out["induction"]:
+        raise ConfigError("roles.induction", "is empty: the hypotheses need at least one induction head")
+    if out["prev"] is not None and out["prev"] in (out["self"] or []):
+        raise ConfigError("roles.self", f"{out['prev']} is also roles.prev; a head has one role")
+    return out
+
+
+def resolve_roles(config_roles: dict | None, propose_fn: Callable[[dict], dict], model_cfg) -> dict:
+    """The roles the scrubs use: `config_roles` (roles.* from params, each a value or null) where
+    given, the proposal for the rest. `propose_fn(given)` is called with the checked config roles
+    only when one is null, and must fill in the nulls (see propose_roles); taking the given roles
+    lets it skip roles config already settles (a model without induction heads can still be
+    scrubbed with roles.induction set) and keep a proposed self head off the configured prev head.
+    `model_cfg`: the model's ModelConfig (n_layers, n_heads)."""
+    config_roles = config_roles or {}
+    unknown = set(config_roles) - set(ROLES)
+    if unknown:
+        raise ConfigError("roles", f"unknown roles {sorted(unknown)}; known: {list(ROLES)}")
+    given = validate_roles(config_roles, model_cfg.n_layers, model_cfg.n_heads)
+    roles = given
+    if any(v is None for v in given.values()):
+        proposed = propose_fn(dict(given))
+        if any(proposed.get(role) is None for role in ROLES):
+            raise ValueError(f"propose_fn left a role null: {proposed}")
+        roles = validate_roles(proposed, model_cfg.n_layers, model_cfg.n_heads)
+        # The proposal may not override what config settled.
+        roles.update({role: value for role, value in given.items() if value is not None})
+    return {"prev": roles["prev"], "self": list(roles["self"]), "induction": list(roles["induction"])}

@@ -1,0 +1,26 @@
+"""pairing: each experiment sequence's one partner (pipeline.pairing), fixed for every experiment.
+
+Output: data/pairing/pairing.parquet with columns seq_id, other_seq_id.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.pairing import pair_sequences
+from pipeline.stage import atomic_path, load_params, require, run_stage
+
+OUT = "data/pairing/pairing.parquet"
+
+
+def main() -> None:
+    params = load_params()
+    seed = require(params, "pairing.seed")
+    seq_ids = pd.read_parquet("data/tokens/sequences.parquet", columns=["seq_id"]).seq_id.to_numpy()
+    other = pair_sequences(len(seq_ids), seed)
+    with atomic_path(OUT) as tmp:
+        pd.DataFrame({"seq_id": seq_ids, "other_seq_id": seq_ids[other]}).to_parquet(tmp, index=False)
+    print(f"{len(seq_ids)} sequences paired (seed {seed}) → {OUT}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
