@@ -49,6 +49,8 @@ def build_from_state(state: dict, cfg: ModelConfig, param: str, source: str) -> 
     if missing or extra:
         raise ConfigError(param, f"{source}: missing weights {missing[:5]}, unexpected {extra[:5]}")
     for name, tensor in expected.items():
+        if not torch.is_tensor(state[name]):
+            raise ConfigError(param, f"{source}: {name} is a {type(state[name]).__name__}, not a tensor")
         if tuple(state[name].shape) != tuple(tensor.shape):
             raise ConfigError(param, f"{source}: {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
     model.load_state_dict({k: v.float() for k, v in state.items()})

@@ -65,6 +65,14 @@ def test_a_misshapen_weight_is_a_config_error(tmp_path):
     assert err.value.param == "model.file"
 
 
+def test_a_weight_that_is_not_a_tensor_is_a_config_error(tmp_path):
+    path = saved(tmp_path)
+    rewrite(path, lambda obj: obj["state_dict"].__setitem__("b_U", [0.0] * 51))
+    with pytest.raises(ConfigError, match=r"b_U is a list, not a tensor") as err:
+        load_checkpoint(path)
+    assert err.value.param == "model.file"
+
+
 def test_weights_that_do_not_fit_the_config_are_a_config_error(tmp_path):
     path = saved(tmp_path)
     rewrite(path, lambda obj: obj["config"].__setitem__("d_vocab", 51))

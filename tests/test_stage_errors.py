@@ -102,3 +102,12 @@ def test_model_stage_with_a_misshapen_checkpoint(project):
     assert "W_pos has shape (16, 33)" in line
     assert (project / "data/model/model.pt").read_bytes() == b"the previous model"
     assert sorted(p.name for p in (project / "data/model").iterdir()) == ["model.pt"]
+
+
+def test_model_stage_with_model_file_but_no_path(project):
+    (project / "data/tokens").mkdir(parents=True)
+    (project / "data/tokens/meta.json").write_text(json.dumps({"begin_id": 0, "end_id": 1, "d_vocab": 50}))
+    compose(project, "model=file")
+    line = assert_one_error_line(run(project, "pipeline.stages.model"), "model.file")
+    assert "-S model.file=PATH" in line
+    assert not (project / "data/model").exists()

@@ -78,6 +78,8 @@ def main() -> None:
     elif source == "redwood":
         model, log = load_redwood(cfg["repo"], cfg.get("filename", "model_state_dict.pt")), []
     elif source == "file":
+        if cfg.get("file") in (None, "", "???"):
+            raise ConfigError("model.file", "model=file needs a checkpoint path: -S model.file=PATH")
         model, log = load_checkpoint(cfg["file"]), []
     else:
         raise ConfigError("model.source", f"unknown source {source!r}; choose trained, redwood or file")
