@@ -37,13 +37,19 @@ def trained_model(cfg: dict, meta: dict) -> tuple[AttnOnlyTransformer, list[dict
     tcfg = dict(cfg["train"])
     tcfg["betas"] = tuple(tcfg.get("betas", (0.9, 0.95)))
     tcfg["repeat_span"] = tuple(tcfg["repeat_span"])
-    train_cfg = TrainConfig(**tcfg)
+    try:
+        train_cfg = TrainConfig(**tcfg)
+    except TypeError as err:  # an unknown key
+        raise ConfigError("model.train", str(err)) from err
 
     torch.manual_seed(train_cfg.seed)
     model = AttnOnlyTransformer(arch)
     n_special = 1 + max(meta["begin_id"], meta["end_id"])  # random spans use ordinary tokens only
-    sampler = RowSampler(training_stream(meta["end_id"]), arch.n_ctx, meta["begin_id"], n_special,
-                         arch.d_vocab, train_cfg)
+    try:
+        sampler = RowSampler(training_stream(meta["end_id"]), arch.n_ctx, meta["begin_id"], n_special,
+                             arch.d_vocab, train_cfg)
+    except ValueError as err:
+        raise ConfigError("model.train", str(err)) from err
 
     # Progress on text and on repeated random tokens, so a long run can be judged early. The
     # text is a fixed slice of the training stream: reading the held-out sequences would make the
