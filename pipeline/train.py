@@ -13,7 +13,8 @@ lr 1e-2, but ended after ~1000 steps (3.7M tokens) with 64-token rows, spans ove
 frequent tokens and lr 1e-3. The time to form grows with the square of the context (arXiv
 2511.01033) and with the alphabet the copy must cover. Hence a curriculum: `short_steps` steps of
 `short_len`-token rows (as many tokens per step) with spans over the `alphabet_start` most frequent
-tokens; then full rows, the alphabet growing to every ordinary token over `alphabet_grow_steps`.
+tokens, each step's rows placed at a random position of the context; then full rows, the alphabet
+growing to every ordinary token over `alphabet_grow_steps`.
 """
 from __future__ import annotations
 
@@ -70,6 +71,14 @@ class RowSampler:
 
     def row_length(self, step: int) -> int:
         return self.cfg.short_len if step < self.cfg.short_steps else self.n_ctx
+
+    def first_position(self, step: int) -> int:
+        """Where this step's rows start in the context: short rows at a random place, so that the
+        previous-token head forms at every position, not only the first `short_len`."""
+        n = self.row_length(step)
+        if n == self.n_ctx:
+            return 0
+        return int(np.random.default_rng([self.cfg.seed, step]).integers(0, self.n_ctx - n + 1))
 
     def alphabet(self, step: int) -> int:
         """How many of the most frequent ordinary tokens random spans draw from at `step`."""
@@ -131,8 +140,9 @@ def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, eva
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         rows = sampler(step)
+        first = sampler.first_position(step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = model(rows[:, :-1])
+            logits = model(rows[:, :-1], first)
         loss = F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()

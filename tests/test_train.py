@@ -59,3 +59,11 @@ def test_short_rows_must_fit_the_spans_and_the_context():
         sampler(short_steps=5, short_len=10)
     with pytest.raises(ValueError, match="short_len=80"):
         sampler(short_steps=5, short_len=80)
+
+
+def test_short_rows_start_anywhere_in_the_context_and_full_rows_at_zero():
+    s = sampler(short_steps=200, short_len=20)
+    firsts = [s.first_position(step) for step in range(200)]
+    assert min(firsts) == 0 and max(firsts) == N_CTX - 20
+    assert firsts == [sampler(short_steps=200, short_len=20).first_position(step) for step in range(200)]
+    assert s.first_position(200) == 0
