@@ -132,10 +132,10 @@ class AttnOnlyTransformer(nn.Module):
         """tokens [batch, pos] → token embeddings x [batch, pos, d_model]."""
         return self.W_E[tokens]
 
-    def positions(self, n_pos: int, first: int = 0) -> torch.Tensor:
-        if first + n_pos > self.cfg.n_ctx:
-            raise ValueError(f"sequence of {n_pos} positions from {first} exceeds the model's n_ctx={self.cfg.n_ctx}")
-        return self.W_pos[first : first + n_pos]  # [pos, d_model]
+    def positions(self, n_pos: int) -> torch.Tensor:
+        if n_pos > self.cfg.n_ctx:
+            raise ValueError(f"sequence of {n_pos} positions exceeds the model's n_ctx={self.cfg.n_ctx}")
+        return self.W_pos[:n_pos]  # [pos, d_model]
 
     def attention(self, layer: int, resid_q, resid_k, resid_v) -> torch.Tensor:
         """Per-head outputs [batch, head, pos, d_model] of `layer`, each of Q, K and V computed
@@ -163,16 +163,15 @@ class AttnOnlyTransformer(nn.Module):
 
     # --- the plain model -----------------------------------------------------------------------
 
-    def residual(self, tokens: torch.Tensor, first_position: int = 0) -> torch.Tensor:
-        """The final residual stream [batch, pos, d_model]. `first_position` > 0 places a short
-        row later in the context (training only: it trains every row of W_pos on short rows)."""
+    def residual(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The final residual stream [batch, pos, d_model]."""
         r = self.embed(tokens)
-        pos = self.positions(tokens.shape[1], first_position)
+        pos = self.positions(tokens.shape[1])
         for block in self.blocks:
             u = block.ln1(r)
             r = r + block.attn.summed(u + pos, u + pos, u)
         return r
 
-    def forward(self, tokens: torch.Tensor, first_position: int = 0) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [batch, pos] → logits [batch, pos, d_vocab]."""
-        return self.unembed(self.residual(tokens, first_position))
+        return self.unembed(self.residual(tokens))

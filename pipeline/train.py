@@ -6,15 +6,27 @@ random distance. Random tokens cannot be predicted from bigrams, so their second
 induction alone; the varying distance takes away the shortcut of copying from a fixed offset
 (TRAINING-NOTES.md), which a fixed repeat distance teaches instead.
 
-An induction head is a product of three circuits (previous-token QK, induction QK, copying OV),
-each useless without the others, so training sits on a plateau before it forms. Measured here: the
-plateau did not end within 26M tokens with full-length rows, spans over the whole vocabulary and
-lr 1e-2, but ended after ~1000 steps (3.7M tokens) with 64-token rows, spans over the 64 most
-frequent tokens and lr 1e-3. The time to form grows with the square of the context (arXiv
-2511.01033) and with the alphabet the copy must cover. Hence a curriculum: `short_steps` steps of
-`short_len`-token rows (as many tokens per step) with spans over the `alphabet_start` most frequent
-tokens, each step's rows placed at a random position of the context; then full rows, the alphabet
-growing to every ordinary token over `alphabet_grow_steps`.
+An induction head is a product of three circuits (previous-token QK in layer 0, induction QK and
+copying OV in layer 1), each useless without the others, so training sits on a plateau before it
+forms. On these 2-core machines it did not end within 26M tokens (lr 1e-2, full rows, spans over
+the whole vocabulary), nor within 23M tokens of a curriculum of short rows at random places of
+the context and a growing span alphabet at lr 1e-3. Two things get past it (measured with 64-token
+rows, 40 per step, and spans over the 64 most frequent tokens):
+
+- A previous-token head needs, for every position t, a query that matches the key of t - 1. With
+  learned N(0, 1) positions that is a separate fact per position, and one head's rank-32 QK cannot
+  hold 320 of them until W_pos itself has become smooth. `positions: sinusoidal` starts W_pos as
+  sines and cosines at frequencies spread evenly over (0, π), where "one step back" is a fixed
+  rotation of every frequency pair: a rank-32 QK can express it for all positions at once.
+- `seed_prev_head` > 0 starts head 0.0's QK as that rotation on 16 of the frequencies, scaled by
+  the value given (1.5: ~0.5 mean attention to the previous token before any training). With
+  sinusoidal positions alone the best previous-token score was still 0.04 after 900 steps; with
+  the seed, layer 1 formed an induction head after ~600 steps. Every weight, this head's
+  included, is then trained freely.
+
+Hence the curriculum: `short_steps` steps of `short_len`-token rows (as many tokens per step) with
+spans over the `alphabet_start` most frequent tokens, then over `grow_steps` the rows lengthen to
+n_ctx and the alphabet widens to every ordinary token, linearly.
 """
 from __future__ import annotations
 
@@ -46,7 +58,9 @@ class TrainConfig:
     short_steps: int = 0
     short_len: int = 64
     alphabet_start: int | None = None  # None: spans use every ordinary token from the start
-    alphabet_grow_steps: int = 0
+    grow_steps: int = 0
+    positions: str = "normal"  # or "sinusoidal" (see the module docstring)
+    seed_prev_head: float = 0.0
     bf16: bool = True
     eval_every: int = 500
     extra: dict = field(default_factory=dict)
@@ -69,25 +83,28 @@ class RowSampler:
         # ordinary tokens, most frequent first (ties by id, so the order is deterministic)
         self.by_frequency = first_plain_id + np.argsort(-counts, kind="stable")
 
-    def row_length(self, step: int) -> int:
-        return self.cfg.short_len if step < self.cfg.short_steps else self.n_ctx
+    def grown(self, step: int) -> float:
+        """How far the curriculum has grown at `step`: 0 during the short rows, 1 when done."""
+        cfg = self.cfg
+        if step < cfg.short_steps:
+            return 0.0
+        return min(1.0, (step - cfg.short_steps + 1) / (cfg.grow_steps + 1))
 
-    def first_position(self, step: int) -> int:
-        """Where this step's rows start in the context: short rows at a random place, so that the
-        previous-token head forms at every position, not only the first `short_len`."""
-        n = self.row_length(step)
-        if n == self.n_ctx:
-            return 0
-        return int(np.random.default_rng([self.cfg.seed, step]).integers(0, self.n_ctx - n + 1))
+    def row_length(self, step: int) -> int:
+        grown = self.grown(step)
+        if not self.cfg.short_steps or grown == 1.0:
+            return self.n_ctx
+        short = self.cfg.short_len
+        # multiples of 16, so that the rows per step change rarely
+        return short + 16 * int((self.n_ctx - short) * grown / 16)
 
     def alphabet(self, step: int) -> int:
         """How many of the most frequent ordinary tokens random spans draw from at `step`."""
-        cfg, full = self.cfg, len(self.by_frequency)
-        if cfg.alphabet_start is None:
+        full = len(self.by_frequency)
+        if self.cfg.alphabet_start is None:
             return full
-        start = min(cfg.alphabet_start, full)
-        grown = (step - cfg.short_steps) / max(1, cfg.alphabet_grow_steps)
-        return int(start + (full - start) * min(1.0, max(0.0, grown)))
+        start = min(self.cfg.alphabet_start, full)
+        return int(start + (full - start) * self.grown(step))
 
     def __call__(self, step: int = 0) -> torch.Tensor:
         cfg, rng = self.cfg, self.rng
@@ -111,6 +128,49 @@ class RowSampler:
         span = alphabet[self.rng.integers(0, len(alphabet), size=length)]
         row[first : first + length] = span
         row[second : second + length] = span
+
+
+def sinusoidal_positions(n_ctx: int, d_model: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """W_pos [n_ctx, d_model] of sines (even columns) and cosines (odd columns) at d_model / 2
+    frequencies spread evenly over (0, π), each row of mean square 1 like N(0, 1) rows; and the
+    frequencies."""
+    frequencies = math.pi * (torch.arange(d_model // 2, dtype=torch.float64) + 0.5) / (d_model // 2)
+    angles = torch.arange(n_ctx, dtype=torch.float64)[:, None] * frequencies  # [pos, d_model / 2]
+    w_pos = torch.zeros(n_ctx, d_model, dtype=torch.float64)
+    w_pos[:, 0::2], w_pos[:, 1::2] = angles.sin(), angles.cos()
+    return (w_pos * math.sqrt(2)).float(), frequencies
+
+
+@torch.no_grad()
+def initialise_for_training(model: AttnOnlyTransformer, cfg: TrainConfig) -> None:
+    """Apply `positions` and `seed_prev_head` (see the module docstring) to a freshly
+    initialised model."""
+    if cfg.positions not in ("normal", "sinusoidal"):
+        raise ValueError(f"positions={cfg.positions!r}; choose normal or sinusoidal")
+    if cfg.seed_prev_head and cfg.positions != "sinusoidal":
+        raise ValueError("seed_prev_head needs positions=sinusoidal")
+    if cfg.positions == "normal":
+        return
+    w_pos, frequencies = sinusoidal_positions(model.cfg.n_ctx, model.cfg.d_model)
+    model.W_pos.copy_(w_pos)
+    if not cfg.seed_prev_head:
+        return
+    attn = model.blocks[0].attn
+    n_pairs = min(attn.W_Q.shape[-1] // 2, len(frequencies))
+    stride = len(frequencies) // n_pairs
+    attn.W_Q[0].zero_()
+    attn.W_K[0].zero_()
+    attn.b_Q[0].zero_()
+    attn.b_K[0].zero_()
+    for j in range(n_pairs):
+        f = stride * j + stride // 2  # frequencies spread over (0, π): a sharp peak at t - 1
+        cos, sin = math.cos(frequencies[f]), math.sin(frequencies[f])
+        row, col = 2 * f, 2 * j
+        # query: position t's (sin, cos) pair as it is; key: position s's pair rotated one step
+        # forward, which is position t's pair exactly when s = t - 1
+        attn.W_Q[0, row, col] = attn.W_Q[0, row + 1, col + 1] = cfg.seed_prev_head
+        attn.W_K[0, row, col], attn.W_K[0, row + 1, col] = cfg.seed_prev_head * cos, cfg.seed_prev_head * sin
+        attn.W_K[0, row, col + 1], attn.W_K[0, row + 1, col + 1] = -cfg.seed_prev_head * sin, cfg.seed_prev_head * cos
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -140,9 +200,8 @@ def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, eva
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         rows = sampler(step)
-        first = sampler.first_position(step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = model(rows[:, :-1], first)
+            logits = model(rows[:, :-1])
         loss = F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()

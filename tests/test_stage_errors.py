@@ -111,3 +111,12 @@ def test_model_stage_with_model_file_but_no_path(project):
     line = assert_one_error_line(run(project, "pipeline.stages.model"), "model.file")
     assert "-S model.file=PATH" in line
     assert not (project / "data/model").exists()
+
+
+def test_model_stage_with_an_unknown_position_init(project):
+    (project / "data/tokens").mkdir(parents=True)
+    (project / "data/tokens/meta.json").write_text(json.dumps({"begin_id": 0, "end_id": 1, "d_vocab": 50}))
+    compose(project, "preset=tiny", "model.train.positions=rope")
+    line = assert_one_error_line(run(project, "pipeline.stages.model"), "model.train")
+    assert "positions='rope'" in line
+    assert not (project / "data/model").exists()

@@ -1,12 +1,15 @@
 """The training rows: BEGIN + stream window, a random span pasted twice, and the curriculum
-(short rows over a small alphabet first, then full rows over a growing one)."""
+(short rows over a small alphabet first, then longer rows over a wider one); the training init
+(sinusoidal positions, a seeded previous-token head)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline.train import RowSampler, TrainConfig
+from pipeline.model import AttnOnlyTransformer, ModelConfig
+from pipeline.scores import layer_patterns, previous_token_score
+from pipeline.train import RowSampler, TrainConfig, initialise_for_training, sinusoidal_positions
 
 BEGIN, FIRST_PLAIN, VOCAB, N_CTX = 0, 2, 100, 40
 STREAM = np.full(5000, 7, dtype=np.int64)  # one ordinary token: spans stand out against it
@@ -44,7 +47,7 @@ def test_short_rows_first_with_as_many_tokens_per_step():
 
 
 def test_the_span_alphabet_grows_from_the_most_frequent_tokens_to_every_ordinary_token():
-    s = sampler(short_steps=10, short_len=20, alphabet_start=3, alphabet_grow_steps=100)
+    s = sampler(short_steps=10, short_len=20, alphabet_start=3, grow_steps=100)
     # token 7 is the most frequent, then the rest by id: 2, 3
     assert list(s.by_frequency[:3]) == [7, 2, 3] and len(s.by_frequency) == VOCAB - FIRST_PLAIN
     assert [s.alphabet(step) for step in (0, 10, 60, 110, 500)] == [3, 3, 50, 98, 98]
@@ -61,9 +64,45 @@ def test_short_rows_must_fit_the_spans_and_the_context():
         sampler(short_steps=5, short_len=80)
 
 
-def test_short_rows_start_anywhere_in_the_context_and_full_rows_at_zero():
-    s = sampler(short_steps=200, short_len=20)
-    firsts = [s.first_position(step) for step in range(200)]
-    assert min(firsts) == 0 and max(firsts) == N_CTX - 20
-    assert firsts == [sampler(short_steps=200, short_len=20).first_position(step) for step in range(200)]
-    assert s.first_position(200) == 0
+def test_rows_lengthen_from_short_len_to_n_ctx_in_steps_of_16():
+    s = sampler(short_steps=10, short_len=20, grow_steps=100)
+    lengths = [s.row_length(step) for step in range(150)]
+    assert lengths[:11] == [20] * 11 and lengths[110:] == [N_CTX] * 40
+    assert lengths == sorted(lengths) and set(lengths) == {20, 36, N_CTX}
+    assert s(100).shape == (4 * N_CTX // 36, 37)
+    assert sampler().row_length(0) == N_CTX  # no curriculum: full rows from the start
+
+
+def test_sinusoidal_positions_have_unit_variance_and_shift_by_a_rotation():
+    w_pos, frequencies = sinusoidal_positions(50, 16)
+    assert w_pos.shape == (50, 16) and (0 < frequencies).all() and (frequencies < torch.pi).all()
+    torch.testing.assert_close(w_pos.pow(2).mean(dim=1), torch.ones(50))
+    f, c, s = frequencies[3].item(), np.cos(frequencies[3].item()), np.sin(frequencies[3].item())
+    rotated = torch.stack([w_pos[:-1, 6] * c + w_pos[:-1, 7] * s, w_pos[:-1, 7] * c - w_pos[:-1, 6] * s], 1)
+    torch.testing.assert_close(rotated, w_pos[1:, 6:8], atol=1e-5, rtol=0)
+
+
+def test_the_seeded_head_attends_to_the_previous_token_and_only_head_0_0_changes():
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_vocab=VOCAB, n_ctx=N_CTX)
+    plain, seeded = AttnOnlyTransformer(cfg), AttnOnlyTransformer(cfg)
+    seeded.load_state_dict(plain.state_dict())
+    initialise_for_training(seeded, TrainConfig(positions="sinusoidal", seed_prev_head=1.5))
+    tokens = torch.randint(FIRST_PLAIN, VOCAB, (8, N_CTX))
+    prev = previous_token_score(layer_patterns(seeded, tokens)[0])
+    assert prev[0] > 0.4 and (prev[1:] < 0.2).all()
+    assert previous_token_score(layer_patterns(plain, tokens)[0]).max() < 0.2
+    for name, p in seeded.named_parameters():
+        q = dict(plain.named_parameters())[name]
+        if name in ("blocks.0.attn.W_Q", "blocks.0.attn.W_K"):
+            assert torch.equal(p[1:], q[1:]) and not torch.equal(p[0], q[0])
+        elif name != "W_pos":
+            assert torch.equal(p, q), name
+
+
+def test_training_init_rejects_unknown_positions_and_a_seed_without_sinusoids():
+    model = AttnOnlyTransformer(ModelConfig(d_vocab=VOCAB, n_ctx=N_CTX))
+    with pytest.raises(ValueError, match="positions='rope'"):
+        initialise_for_training(model, TrainConfig(positions="rope"))
+    with pytest.raises(ValueError, match="seed_prev_head needs positions=sinusoidal"):
+        initialise_for_training(model, TrainConfig(seed_prev_head=1.0))

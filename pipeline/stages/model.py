@@ -14,9 +14,9 @@ import torch
 
 from pipeline.checkpoint import load_checkpoint, load_redwood, save_checkpoint
 from pipeline.model import AttnOnlyTransformer, ModelConfig
-from pipeline.scores import head_scores, repeated_random_tokens
+from pipeline.scores import head_scores, induction_measurements, repeated_random_tokens
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
-from pipeline.train import RowSampler, TrainConfig, train
+from pipeline.train import RowSampler, TrainConfig, initialise_for_training, train
 
 TOKENS = "data/tokens"
 LOG = "data/model/train_log.json"
@@ -44,6 +44,10 @@ def trained_model(cfg: dict, meta: dict) -> tuple[AttnOnlyTransformer, list[dict
 
     torch.manual_seed(train_cfg.seed)
     model = AttnOnlyTransformer(arch)
+    try:
+        initialise_for_training(model, train_cfg)
+    except ValueError as err:
+        raise ConfigError("model.train", str(err)) from err
     n_special = 1 + max(meta["begin_id"], meta["end_id"])  # random spans use ordinary tokens only
     try:
         sampler = RowSampler(training_stream(meta["end_id"]), arch.n_ctx, meta["begin_id"], n_special,
@@ -61,13 +65,21 @@ def trained_model(cfg: dict, meta: dict) -> tuple[AttnOnlyTransformer, list[dict
     ]))
     length = min(50, (arch.n_ctx - 1) // 2)
     repeated = repeated_random_tokens(EVAL_SEQUENCES, length, range(n_special, arch.d_vocab), meta["begin_id"], seed=1)
+    # The same over the curriculum's first span alphabet: induction shows there first.
+    frequent = sampler.by_frequency[: train_cfg.alphabet_start or len(sampler.by_frequency)]
+    repeated_frequent = torch.from_numpy(frequent)[repeated_random_tokens(
+        EVAL_SEQUENCES, length, range(len(frequent)), 0, seed=2)]
+    repeated_frequent[:, 0] = meta["begin_id"]
 
     def evaluate(m: AttnOnlyTransformer) -> dict:
         s = head_scores(m, heldout, repeated, length)
+        f = induction_measurements(m, repeated_frequent, length)
         return {
             "prev_token": max(s["previous_token_score"][0]),
             "induction": max(s["induction_score"]),
             "repeat_gain": s["loss_first_half"] - s["loss_second_half"],
+            "induction_frequent": max(f["induction_score"]),
+            "repeat_gain_frequent": f["loss_first_half"] - f["loss_second_half"],
         }
 
     log = train(model, sampler, train_cfg, evaluate)
