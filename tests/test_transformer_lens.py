@@ -17,6 +17,9 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig  # the `
 
 OURS_TO_TL = {"W_E": "embed.W_E", "W_pos": "pos_embed.W_pos", "W_U": "unembed.W_U", "b_U": "unembed.b_U"}
 ATOL = 1e-4
+# Perturbed weights give logits of ~20, where float32 rounding alone differs by ~1e-4 between two
+# correct implementations (different summation orders); in float64 they agree to ~1e-13.
+ATOL_FLOAT64 = 1e-9
 
 
 def tl_config(model: AttnOnlyTransformer) -> HookedTransformerConfig:
@@ -64,11 +67,13 @@ def inputs(sequences) -> torch.Tensor:
 def test_transformer_lens_gives_our_logits(model, inputs, noise):
     ours = perturbed(model) if noise else model
     tl = to_transformer_lens(ours)
+    if noise:
+        ours, tl = copy.deepcopy(ours).double(), tl.to(torch.float64)
     with torch.no_grad():
         expected = ours(inputs)
         got = tl(inputs)
     assert got.shape == expected.shape == (*inputs.shape, model.cfg.d_vocab)
-    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(got, expected, atol=ATOL_FLOAT64 if noise else ATOL, rtol=0)
     # Not a vacuous match: the logits vary across positions and vocabulary.
     assert expected.std() > 1e-2
 
@@ -97,7 +102,8 @@ def test_redwood_loader_reads_a_transformer_lens_checkpoint(model, inputs, tmp_p
 
     loaded = load_redwood(str(path))
     assert loaded.cfg == model.cfg
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(inputs), tl(inputs), atol=ATOL, rtol=0)
     for name, tensor in loaded.state_dict().items():
         assert torch.equal(tensor, state[OURS_TO_TL.get(name, name)]), name
+    with torch.no_grad():
+        got, expected = loaded.double()(inputs), tl.to(torch.float64)(inputs)
+    torch.testing.assert_close(got, expected, atol=ATOL_FLOAT64, rtol=0)

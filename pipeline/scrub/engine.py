@@ -175,11 +175,14 @@ def scrub_losses(model: AttnOnlyTransformer, cache: dict[str, torch.Tensor], tok
     names = ["original", "baseline"] + list(parts)
     sums = {n: np.zeros(n_seq) for n in names}
     counts = np.zeros(n_seq)
+    # copies: pairings read from Parquet arrive as read-only arrays, which torch will not wrap
+    other_t = torch.from_numpy(np.array(other, dtype=np.int64))
+    draws_t = {name: torch.from_numpy(np.array(draws, dtype=np.int64)) for name, draws in resampled.items()}
     for start in tqdm(range(0, n_seq, batch_size), desc=f"scrub {hypothesis.name}", unit="batch", disable=not progress):
         rows = torch.arange(start, min(start + batch_size, n_seq))
         index = {"clean": rows[:, None].expand(-1, n_pos),
-                 "other": torch.as_tensor(other)[rows][:, None].expand(-1, n_pos)}
-        index.update({name: torch.as_tensor(draws)[rows] for name, draws in resampled.items()})
+                 "other": other_t[rows][:, None].expand(-1, n_pos)}
+        index.update({name: draws[rows] for name, draws in draws_t.items()})
         batch = Batch(cache, Sources(index))
         tok_of = {s: tokens[idx, torch.arange(n_pos)] for s, idx in index.items()}  # [batch, pos]
 
