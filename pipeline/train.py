@@ -8,30 +8,25 @@ induction alone; the varying distance takes away the shortcut of copying from a 
 
 An induction head is a product of three circuits (previous-token QK in layer 0, induction QK and
 copying OV in layer 1), each useless without the others, so training sits on a plateau before it
-forms. On these 2-core machines it did not end within 26M tokens (lr 1e-2, full rows, spans over
-the whole vocabulary), nor within 23M tokens of a curriculum of short rows at random places of
-the context and a growing span alphabet at lr 1e-3. Two things get past it (measured with 64-token
-rows, 40 per step, and spans over the 64 most frequent tokens):
+forms, longer the longer the rows and the larger the alphabet to copy. Hence a curriculum:
+`short_steps` steps of `short_len`-token rows (as many tokens per step) with spans over the
+`alphabet_start` most frequent tokens, then over `grow_steps` the rows lengthen to n_ctx and the
+alphabet widens to every ordinary token, linearly.
 
-- A previous-token head needs, for every position t, a query that matches the key of t - 1. With
-  learned N(0, 1) positions that is a separate fact per position, and one head's rank-32 QK cannot
-  hold 320 of them until W_pos itself has become smooth. `positions: sinusoidal` starts W_pos as
-  sines and cosines at frequencies spread evenly over (0, π), where "one step back" is a fixed
-  rotation of every frequency pair: a rank-32 QK can express it for all positions at once.
-- `seed_prev_head` > 0 starts head 0.0's QK as that rotation on 16 of the frequencies, scaled by
-  the value given (1.5: ~0.5 mean attention to the previous token before any training). With
-  sinusoidal positions alone the best previous-token score was still 0.04 after 900 steps; with
-  the seed, layer 1 formed an induction head after ~600 steps. Every weight, this head's
-  included, is then trained freely.
-
-Hence the curriculum: `short_steps` steps of `short_len`-token rows (as many tokens per step) with
-spans over the `alphabet_start` most frequent tokens, then over `grow_steps` the rows lengthen to
-n_ctx and the alphabet widens to every ordinary token, linearly.
+A previous-token head needs, for every position t, a query that matches the key of t - 1. With
+learned N(0, 1) positions that is a separate fact per position, which one head's rank-32 QK
+cannot hold for 320 positions until W_pos itself has become smooth. `positions: sinusoidal`
+starts W_pos as sines and cosines at frequencies spread evenly over (0, π), where "one step back"
+is one fixed rotation of every frequency pair, expressible by a rank-32 QK at all positions at
+once. `seed_prev_head` > 0 goes further and starts head 0.0's QK as that rotation on 16 of the
+frequencies, scaled by the value given; every weight is then trained freely. What each of these
+did on this corpus is measured in the README ("The default model").
 """
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -182,6 +177,18 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+@contextmanager
+def deterministic_algorithms():
+    """With several threads, the CPU's accumulating index_put (the embedding's backward) adds in a
+    varying order; its deterministic variant makes the same params give the same weights."""
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
 def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, evaluate=None) -> list[dict]:
     """Train in place; `evaluate(model) -> dict` runs every `eval_every` steps and at the end.
     Returns the log: one entry per evaluation."""
@@ -196,26 +203,27 @@ def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, eva
     t0 = time.time()
     running = None
     bar = tqdm(range(cfg.steps), desc="train", unit="step", mininterval=5)
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        rows = sampler(step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            logits = model(rows[:, :-1])
-        loss = F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        last = step == cfg.steps - 1
-        if evaluate is not None and ((step + 1) % cfg.eval_every == 0 or last):
-            model.eval()
-            entry = {"step": step + 1, "train_loss": running, "seconds": time.time() - t0, **evaluate(model)}
-            model.train()
-            log.append(entry)
-            bar.set_postfix({k: round(v, 3) for k, v in entry.items() if isinstance(v, float)})
-            tqdm.write(str({k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()}))
-        elif step % 50 == 0:
-            bar.set_postfix(loss=round(running, 3))
+    with deterministic_algorithms():
+        for step in bar:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            rows = sampler(step)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = model(rows[:, :-1])
+            loss = F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            last = step == cfg.steps - 1
+            if evaluate is not None and ((step + 1) % cfg.eval_every == 0 or last):
+                model.eval()
+                entry = {"step": step + 1, "train_loss": running, "seconds": time.time() - t0, **evaluate(model)}
+                model.train()
+                log.append(entry)
+                bar.set_postfix({k: round(v, 3) for k, v in entry.items() if isinstance(v, float)})
+                tqdm.write(str({k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()}))
+            elif step % 50 == 0:
+                bar.set_postfix(loss=round(running, 3))
     return log

@@ -9,7 +9,7 @@ import torch
 
 from pipeline.model import AttnOnlyTransformer, ModelConfig
 from pipeline.scores import layer_patterns, previous_token_score
-from pipeline.train import RowSampler, TrainConfig, initialise_for_training, sinusoidal_positions
+from pipeline.train import RowSampler, TrainConfig, initialise_for_training, sinusoidal_positions, train
 
 BEGIN, FIRST_PLAIN, VOCAB, N_CTX = 0, 2, 100, 40
 STREAM = np.full(5000, 7, dtype=np.int64)  # one ordinary token: spans stand out against it
@@ -106,3 +106,27 @@ def test_training_init_rejects_unknown_positions_and_a_seed_without_sinusoids():
         initialise_for_training(model, TrainConfig(positions="rope"))
     with pytest.raises(ValueError, match="seed_prev_head needs positions=sinusoidal"):
         initialise_for_training(model, TrainConfig(seed_prev_head=1.0))
+
+
+def test_training_twice_on_two_threads_gives_the_same_weights():
+    """Multi-threaded CPU training is bit-for-bit repeatable (the same params, the same model)."""
+    stream = np.random.default_rng(0).integers(FIRST_PLAIN, VOCAB, size=5000)
+    cfg = TrainConfig(steps=12, batch_size=4, lr=1e-2, repeat_share=1.0, repeat_span=(4, 8),
+                      positions="sinusoidal", seed_prev_head=1.0, short_steps=4, short_len=16,
+                      grow_steps=4, alphabet_start=8, bf16=False)
+
+    def weights() -> torch.Tensor:
+        torch.manual_seed(0)
+        model = AttnOnlyTransformer(ModelConfig(d_vocab=VOCAB, n_ctx=N_CTX))
+        initialise_for_training(model, cfg)
+        train(model, RowSampler(stream, N_CTX, BEGIN, FIRST_PLAIN, VOCAB, cfg), cfg)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first, second = weights(), weights()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(first, second)
+    assert not torch.are_deterministic_algorithms_enabled()  # training leaves the global flag as it was
