@@ -73,11 +73,11 @@ def test_rows_lengthen_from_short_len_to_n_ctx_in_steps_of_16():
     assert sampler().row_length(0) == N_CTX  # no curriculum: full rows from the start
 
 
-def test_sinusoidal_positions_have_unit_variance_and_shift_by_a_rotation():
+def test_sinusoidal_positions_have_unit_mean_square_and_shift_by_a_rotation():
     w_pos, frequencies = sinusoidal_positions(50, 16)
     assert w_pos.shape == (50, 16) and (0 < frequencies).all() and (frequencies < torch.pi).all()
     torch.testing.assert_close(w_pos.pow(2).mean(dim=1), torch.ones(50))
-    f, c, s = frequencies[3].item(), np.cos(frequencies[3].item()), np.sin(frequencies[3].item())
+    c, s = np.cos(frequencies[3].item()), np.sin(frequencies[3].item())
     rotated = torch.stack([w_pos[:-1, 6] * c + w_pos[:-1, 7] * s, w_pos[:-1, 7] * c - w_pos[:-1, 6] * s], 1)
     torch.testing.assert_close(rotated, w_pos[1:, 6:8], atol=1e-5, rtol=0)
 

@@ -68,7 +68,7 @@ def test_transformer_lens_gives_our_logits(model, inputs, noise):
     ours = perturbed(model) if noise else model
     tl = to_transformer_lens(ours)
     if noise:
-        ours, tl = copy.deepcopy(ours).double(), tl.to(torch.float64)
+        ours, tl = ours.double(), tl.to(torch.float64)  # `perturbed` made a copy already
     with torch.no_grad():
         expected = ours(inputs)
         got = tl(inputs)
