@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.stage import atomic_path
+from pipeline.stage import ConfigError, atomic_path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = ROOT / "conf"
@@ -20,7 +20,12 @@ CONF_DIR = ROOT / "conf"
 def compose(output: Path, overrides: list[str]) -> None:
     from dvc.utils.hydra import compose_and_dump
 
-    # DVC passes its repo root as the plugins path; conf/ has no Hydra plugins.
+    from pipeline import schema
+
+    # DVC passes its repo root as the plugins path, where hydra_plugins/ registers the schema's
+    # resolver; registering it here too lets a copy of pipeline/ and conf/ alone compose.
+    schema.register()
+    schema.check_yaml_files(CONF_DIR)
     compose_and_dump(output, str(CONF_DIR), None, "config", str(ROOT), overrides)
 
 
@@ -42,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         with atomic_path(args.output) as tmp:
             compose(tmp, args.overrides)
-    except Exception as err:  # Hydra's errors (unknown group option, bad override) end here
+    except Exception as err:  # the schema's errors, and Hydra's (unknown group option, bad override)
+        from pipeline.schema import CompositionError
+
+        if isinstance(err, (CompositionError, ConfigError)):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         if type(err).__module__.split(".")[0] not in ("hydra", "omegaconf"):
             raise
         print(f"error: {one_line(str(err))}", file=sys.stderr)

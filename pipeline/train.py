@@ -219,11 +219,13 @@ def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, eva
             last = step == cfg.steps - 1
             if evaluate is not None and ((step + 1) % cfg.eval_every == 0 or last):
                 model.eval()
-                entry = {"step": step + 1, "train_loss": running, "seconds": time.time() - t0, **evaluate(model)}
+                # no wall-clock time in the log: retraining must give a bit-identical train_log.json
+                entry = {"step": step + 1, "train_loss": running, **evaluate(model)}
                 model.train()
                 log.append(entry)
                 bar.set_postfix({k: round(v, 3) for k, v in entry.items() if isinstance(v, float)})
-                tqdm.write(str({k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()}))
+                tqdm.write(str({k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()})
+                           + f" after {time.time() - t0:.0f} s")
             elif step % 50 == 0:
                 bar.set_postfix(loss=round(running, 3))
     return log

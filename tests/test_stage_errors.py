@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from pipeline.checkpoint import save_checkpoint
 from pipeline.model import AttnOnlyTransformer, ModelConfig
@@ -104,19 +105,28 @@ def test_model_stage_with_a_misshapen_checkpoint(project):
     assert sorted(p.name for p in (project / "data/model").iterdir()) == ["model.pt"]
 
 
-def test_model_stage_with_model_file_but_no_path(project):
+def test_model_file_without_a_path_stops_the_composition(project):
+    before = (project / "params.yaml").read_text()
+    result = run(project, "pipeline.params", "--output", str(project / "params.yaml"), "model=file")
+    line = assert_one_error_line(result, "model.file")
+    assert "-S model.file=" in line
+    assert (project / "params.yaml").read_text() == before
+
+
+def test_model_stage_with_model_file_but_no_path_in_a_hand_edited_params_yaml(project):
+    """The composition refuses `???`; a params.yaml edited by hand is checked again when a stage
+    loads it."""
     (project / "data/tokens").mkdir(parents=True)
     (project / "data/tokens/meta.json").write_text(json.dumps({"begin_id": 0, "end_id": 1, "d_vocab": 50}))
-    compose(project, "model=file")
-    line = assert_one_error_line(run(project, "pipeline.stages.model"), "model.file")
-    assert "-S model.file=PATH" in line
+    compose(project, "model=file", "model.file=x.pt")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["model"]["file"] = "???"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert_one_error_line(run(project, "pipeline.stages.model"), "model.file")
     assert not (project / "data/model").exists()
 
 
-def test_model_stage_with_an_unknown_position_init(project):
-    (project / "data/tokens").mkdir(parents=True)
-    (project / "data/tokens/meta.json").write_text(json.dumps({"begin_id": 0, "end_id": 1, "d_vocab": 50}))
-    compose(project, "preset=tiny", "model.train.positions=rope")
-    line = assert_one_error_line(run(project, "pipeline.stages.model"), "model.train")
-    assert "positions='rope'" in line
-    assert not (project / "data/model").exists()
+def test_an_unknown_position_init_stops_the_composition(project):
+    result = run(project, "pipeline.params", "--output", str(project / "params.yaml"), "model.train.positions=rope")
+    line = assert_one_error_line(result, "model.train.positions")
+    assert "normal, sinusoidal" in line and "'rope'" in line

@@ -113,19 +113,33 @@ def parse_hypothesis(key: str, raw: dict) -> Hypothesis:
     where = f"hypotheses.{key}"
     if not isinstance(raw, dict):
         raise ConfigError(where, "must be a mapping with q, k and v")
+    known_keys(raw, where, ("name", "resample") + INPUTS)
+    if not isinstance(raw.get("name", key), str):
+        raise ConfigError(f"{where}.name", f"must be a string, got {raw['name']!r}")
+    resample = raw.get("resample") or {}
+    if not isinstance(resample, dict):
+        raise ConfigError(f"{where}.resample", "a mapping of resampler name → {classes, seed}")
     resamplers = {}
-    for name, r in (raw.get("resample") or {}).items():
+    for name, r in resample.items():
+        at = f"{where}.resample.{name}"
         if name in FIXED_SOURCES:
-            raise ConfigError(f"{where}.resample.{name}", "clean and other are reserved source names")
+            raise ConfigError(at, "clean and other are reserved source names")
         classes = r.get("classes") if isinstance(r, dict) else None
-        if not classes:
-            raise ConfigError(f"{where}.resample.{name}.classes", "give at least one class of rules")
+        if not classes or not isinstance(classes, dict):
+            raise ConfigError(f"{at}.classes", "give at least one class of rules")
+        known_keys(r, at, ("classes", "seed"))
+        seed = r.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"{at}.seed", f"must be an integer ≥ 0, got {seed!r}")
         for cname, rules in classes.items():
-            bad = set(rules) - set(RULES)
-            if bad:
-                raise ConfigError(f"{where}.resample.{name}.classes.{cname}", f"unknown rules {sorted(bad)}; use {RULES}")
+            if not isinstance(rules, dict):
+                raise ConfigError(f"{at}.classes.{cname}", f"a mapping of rules ({', '.join(RULES)}) to token lists")
+            known_keys(rules, f"{at}.classes.{cname}", RULES)
+            for rule, tokens in rules.items():
+                if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                    raise ConfigError(f"{at}.classes.{cname}.{rule}", f"must be a list of strings, got {tokens!r}")
         resamplers[name] = Resampler(classes={c: {k: list(v) for k, v in rules.items()} for c, rules in classes.items()},
-                                     seed=int(r.get("seed", 0)))
+                                     seed=seed)
     known = set(FIXED_SOURCES) | set(resamplers)
 
     def source(value, at: str) -> str:
@@ -139,16 +153,18 @@ def parse_hypothesis(key: str, raw: dict) -> Hypothesis:
         if not isinstance(value, dict):
             raise ConfigError(at, "a source name or a mapping (mask/inside/outside, or rewrite)")
         if "rewrite" in value:
+            known_keys(value, at, ("rewrite", "identity", "rest"))
             if value["rewrite"] != "residual":
                 raise ConfigError(f"{at}.rewrite", f"only `residual` is known, got {value['rewrite']!r}")
             return Residual(source(value.get("identity"), f"{at}.identity"), source(value.get("rest"), f"{at}.rest"))
         if "mask" in value:
-            mask = value["mask"]
-            offsets = MASKS.get(mask) if isinstance(mask, str) else mask
-            if not offsets or not all(isinstance(o, int) and o >= 0 for o in offsets):
-                raise ConfigError(f"{at}.mask", f"{mask!r}: use {sorted(MASKS)} or a list of offsets ≥ 0")
+            known_keys(value, at, ("mask", "inside", "outside"))
+            offsets = mask_offsets(value["mask"], f"{at}.mask")
             inside = value.get("inside") or {}
-            return Masked(tuple(sorted(set(offsets))), source(inside.get("pattern"), f"{at}.inside.pattern"),
+            if not isinstance(inside, dict):
+                raise ConfigError(f"{at}.inside", "a mapping {pattern: SOURCE, values: SOURCE}")
+            known_keys(inside, f"{at}.inside", ("pattern", "values"))
+            return Masked(offsets, source(inside.get("pattern"), f"{at}.inside.pattern"),
                           source(inside.get("values"), f"{at}.inside.values"), source(value.get("outside"), f"{at}.outside"))
         raise ConfigError(at, "a head spec needs `mask` or `rewrite`")
 
@@ -157,12 +173,32 @@ def parse_hypothesis(key: str, raw: dict) -> Hypothesis:
         spec = raw.get(name)
         if not isinstance(spec, dict):
             raise ConfigError(f"{where}.{name}", "missing: give embedding and heads for each of q, k, v")
+        known_keys(spec, f"{where}.{name}", ("embedding", "heads"))
         heads = spec.get("heads") or {}
+        if not isinstance(heads, dict):
+            raise ConfigError(f"{where}.{name}.heads", "a mapping of all / role / head name → head spec")
         if "all" not in heads:
             raise ConfigError(f"{where}.{name}.heads.all", "missing: the default for heads not named otherwise")
         inputs[name] = InputSpec(source(spec.get("embedding"), f"{where}.{name}.embedding"),
                                  {str(h): head_spec(v, f"{where}.{name}.heads.{h}") for h, v in heads.items()})
     return Hypothesis(raw.get("name", key), inputs, resamplers)
+
+
+def mask_offsets(mask, at: str) -> tuple[int, ...]:
+    """A mask's relative offsets (0: the current position, 1: the previous one, ...)."""
+    offsets = MASKS.get(mask) if isinstance(mask, str) else mask
+    # bool is an int to Python: `[true]` must not pass as offset 1
+    if (not isinstance(offsets, (list, tuple)) or not offsets
+            or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)):
+        raise ConfigError(at, f"{mask!r}: use one of {', '.join(sorted(MASKS))} or a list of offsets ≥ 0 such as [0, 1]")
+    return tuple(sorted(set(offsets)))
+
+
+def known_keys(value: dict, at: str, known: tuple[str, ...]) -> None:
+    """A misspelt key would otherwise be ignored and its default silently used."""
+    for k in value:
+        if k not in known:
+            raise ConfigError(f"{at}.{k}", f"unknown key; use {', '.join(known)}")
 
 
 def check_heads(hyp: Hypothesis, key: str, n_heads: int) -> None:

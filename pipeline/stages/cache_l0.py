@@ -27,11 +27,7 @@ def check_context(tokens: np.ndarray, n_ctx: int) -> None:
 
 def main() -> None:
     params = load_params()
-    cfg = require(params, "cache")
-    if cfg["dtype"] not in ("float16", "float32"):
-        raise ConfigError("cache.dtype", f"use float16 or float32, got {cfg['dtype']!r}")
-    if int(cfg["n_offsets"]) < 1:
-        raise ConfigError("cache.n_offsets", "must be at least 1")
+    cfg = require(params, "cache")  # types and ranges checked by pipeline.schema (load_params)
     model = load_checkpoint(require(params, "model.path"), "model.path")
     tokens = load_sequences("data/tokens/sequences.parquet")
     check_context(tokens, model.cfg.n_ctx)

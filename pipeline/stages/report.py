@@ -1,7 +1,9 @@
 """report: every hypothesis × Q/K/V/All next to the writeup's numbers.
 
-Reads data/scrub/*/metrics.json; writes reports/results.csv, reports/results.md and the bar chart
-reports/recovered.png (declared under `plots:` in dvc.yaml).
+Reads data/scrub/<key>/metrics.json for each key of params' `hypotheses`, in that order (a folder
+left by a hypothesis no longer in params is not read: DVC does not delete it); writes
+reports/results.csv, reports/results.md and the bar chart reports/recovered.png (declared under
+`plots:` in dvc.yaml).
 """
 from __future__ import annotations
 
@@ -15,18 +17,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline.stage import atomic_path, load_params, require, run_stage
+from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
 
 PART_LABELS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
-ORDER = ["baseline", "naive", "naive_weak_k", "refined1", "refined2", "refined3", "refined4", "bonus5"]
 
 
-def collect(folder: Path) -> list[dict]:
-    found = [json.loads(p.read_text()) for p in sorted(folder.glob("*/metrics.json"))]
-    if not found:
-        raise FileNotFoundError(f"no {folder}/*/metrics.json: run the scrub stages first")
-    rank = {k: i for i, k in enumerate(ORDER)}
-    return sorted(found, key=lambda m: (rank.get(m["hypothesis"], len(ORDER)), m["hypothesis"]))
+def collect(folder: Path, keys: list[str]) -> list[dict]:
+    """The metrics of exactly the hypotheses `keys`, in that order."""
+    if not keys:
+        raise ConfigError("hypotheses", "is empty: nothing to report")
+    found = []
+    for key in keys:
+        path = folder / key / "metrics.json"
+        if not path.exists():
+            raise ConfigError(f"hypotheses.{key}", f"has no {path}: run its scrub stage first (dvc repro)")
+        metrics = json.loads(path.read_text())
+        if metrics.get("hypothesis") != key:
+            raise ConfigError(f"hypotheses.{key}", f"{path} is the result of {metrics.get('hypothesis')!r}")
+        found.append(metrics)
+    return found
 
 
 def table(metrics: list[dict], reference: dict) -> pd.DataFrame:
@@ -82,8 +91,9 @@ def chart(frame: pd.DataFrame, path: Path) -> None:
 
 
 def main() -> None:
-    cfg = require(load_params(), "report")
-    metrics = collect(Path("data/scrub"))
+    params = load_params()
+    cfg = require(params, "report")
+    metrics = collect(Path("data/scrub"), [str(k) for k in require(params, "hypotheses")])
     frame = table(metrics, cfg["reference"])
     with atomic_path("reports/results.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.4f")

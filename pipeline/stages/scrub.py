@@ -17,7 +17,7 @@ import torch
 from tokenizers import Tokenizer
 
 from pipeline.checkpoint import load_checkpoint
-from pipeline.scrub import PARTS, check_heads, classify_positions, draw_matching, parse_hypothesis, resolve_rules, scrub_losses, summarize
+from pipeline.scrub import check_heads, classify_positions, draw_matching, parse_hypothesis, resolve_rules, scrub_losses, summarize
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
 from pipeline.stages.cache_l0 import load_cache
 from pipeline.tokenizer import load_sequences
@@ -31,10 +31,8 @@ def main() -> None:
     hypotheses = require(params, "hypotheses")
     if key not in hypotheses:
         raise ConfigError(f"hypotheses.{key}", f"unknown hypothesis; known: {sorted(hypotheses)}")
-    cfg = require(params, "scrub")
+    cfg = require(params, "scrub")  # types and ranges checked by pipeline.schema (load_params)
     parts = list(cfg["parts"])
-    if not parts or set(parts) - set(PARTS):
-        raise ConfigError("scrub.parts", f"choose among {list(PARTS)}, got {parts}")
     hypothesis = parse_hypothesis(key, hypotheses[key])
 
     model = load_checkpoint(require(params, "model.path"), "model.path")

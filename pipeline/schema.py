@@ -1,0 +1,377 @@
+"""The schema of params.yaml: every key's type and range, and the checks that span sections.
+
+It runs when conf/ is composed, in whichever process composes it: `python -m pipeline.params`
+and `dvc exp run -S` both call DVC's `compose_and_dump`, which loads the Hydra plugins of the
+repository (hydra_plugins/pipeline_checks.py imports this module) and then resolves the
+composed config; conf/config.yaml's last key, `checked: ${pipeline.check:}`, makes that
+resolution call `check` on the whole tree. A bad value stops the composition with one line
+naming the key, before params.yaml is written and before any stage runs. Every stage checks
+params.yaml again when it loads it (pipeline.stage.load_params), for hand-edited files.
+
+Where to extend: a new key of a section is one line in its `Map`; a new option of a config group
+(conf/data/*.yaml, conf/tokenizer/*.yaml, conf/model/*.yaml) is one entry in DATA, TOKENIZERS
+or MODELS, keyed by the option's `source` / `kind` value.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from pipeline.roles import validate_roles
+from pipeline.scrub.hypothesis import Masked, check_heads, parse_hypothesis
+from pipeline.stage import ConfigError
+
+RESOLVER = "pipeline.check"
+PARTS = ("q", "k", "v", "all")  # pipeline.scrub.engine.PARTS (not imported: that module loads torch)
+MISSING = "???"  # Hydra's mandatory value: conf/ leaves it for the user to give with -S
+
+
+class Spec:
+    """One value's type and range. `check` returns nothing or raises ConfigError naming `at`."""
+
+    null = False
+
+    def check(self, value: Any, at: str) -> None:
+        if value == MISSING:
+            raise ConfigError(at, f"has no value; give one, e.g. -S {at}=...")
+        if value is None:
+            if not self.null:
+                raise ConfigError(at, f"must be {self.describe()}, got null")
+            return
+        self.check_value(value, at)
+
+    def check_value(self, value: Any, at: str) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class Int(Spec):
+    def __init__(self, min: int | None = None, max: int | None = None, null: bool = False):
+        self.min, self.max, self.null = min, max, null
+
+    def describe(self) -> str:
+        bounds = [f"≥ {self.min}"] * (self.min is not None) + [f"≤ {self.max}"] * (self.max is not None)
+        return "an integer" + (" " + " and ".join(bounds) if bounds else "") + (" or null" if self.null else "")
+
+    def check_value(self, value: Any, at: str) -> None:
+        # bool is an int to Python, but `true` for a count is a mistake
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise ConfigError(at, f"must be {self.describe()}, got {value}")
+
+
+class Float(Spec):
+    """A number; `above`/`below` are exclusive bounds, `min`/`max` inclusive."""
+
+    def __init__(self, min: float | None = None, max: float | None = None, above: float | None = None,
+                 below: float | None = None, null: bool = False):
+        self.min, self.max, self.above, self.below, self.null = min, max, above, below, null
+
+    def describe(self) -> str:
+        bounds = [f"{op} {v}" for op, v in ((">", self.above), ("≥", self.min), ("<", self.below), ("≤", self.max))
+                  if v is not None]
+        return "a number" + (" " + " and ".join(bounds) if bounds else "") + (" or null" if self.null else "")
+
+    def check_value(self, value: Any, at: str) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
+        if ((self.min is not None and value < self.min) or (self.max is not None and value > self.max)
+                or (self.above is not None and value <= self.above) or (self.below is not None and value >= self.below)):
+            raise ConfigError(at, f"must be {self.describe()}, got {value}")
+
+
+class Str(Spec):
+    def __init__(self, choices: Iterable[str] | None = None, null: bool = False):
+        self.choices, self.null = tuple(choices) if choices else None, null
+
+    def describe(self) -> str:
+        what = f"one of {', '.join(self.choices)}" if self.choices else "a string"
+        return what + (" or null" if self.null else "")
+
+    def check_value(self, value: Any, at: str) -> None:
+        if not isinstance(value, str) or (self.choices and value not in self.choices):
+            raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
+
+
+class Bool(Spec):
+    def describe(self) -> str:
+        return "true or false"
+
+    def check_value(self, value: Any, at: str) -> None:
+        if not isinstance(value, bool):
+            raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
+
+
+class List(Spec):
+    def __init__(self, item: Spec, min_len: int = 0, length: int | None = None, null: bool = False):
+        self.item, self.min_len, self.length, self.null = item, min_len, length, null
+
+    def describe(self) -> str:
+        size = f"{self.length} " if self.length is not None else ""
+        return f"a list of {size}items, each {self.item.describe()}" + (" (or null)" if self.null else "")
+
+    def check_value(self, value: Any, at: str) -> None:
+        if not isinstance(value, list):
+            raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
+        if (self.length is not None and len(value) != self.length) or len(value) < self.min_len:
+            want = self.length if self.length is not None else f"at least {self.min_len}"
+            raise ConfigError(at, f"must have {want} items, got {len(value)}")
+        for i, item in enumerate(value):
+            self.item.check(item, f"{at}[{i}]")
+
+
+class Anything(Spec):
+    """Checked elsewhere (e.g. a hypothesis, by parse_hypothesis)."""
+    null = True
+
+    def describe(self) -> str:
+        return "any value"
+
+    def check_value(self, value: Any, at: str) -> None:
+        pass
+
+
+class Map(Spec):
+    """A mapping with exactly these keys (`optional` ones may be absent); with `extra`, any other
+    key is allowed and its value checked by `extra`."""
+
+    def __init__(self, fields: dict[str, Spec], optional: Iterable[str] = (), extra: Spec | None = None,
+                 null: bool = False):
+        self.fields, self.optional, self.extra, self.null = fields, set(optional), extra, null
+
+    def describe(self) -> str:
+        return "a mapping" + (" or null" if self.null else "")
+
+    def check_value(self, value: Any, at: str) -> None:
+        if not isinstance(value, dict):
+            raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
+        for key in value:
+            if key not in self.fields and self.extra is None:
+                raise ConfigError(join(at, key), f"unknown key; {at or 'params'} has {', '.join(self.fields)}")
+        for key, spec in self.fields.items():
+            if key in value:
+                spec.check(value[key], join(at, key))
+            elif key not in self.optional:
+                raise ConfigError(join(at, key), "missing")
+        if self.extra is not None:
+            for key, item in value.items():
+                if key not in self.fields:
+                    self.extra.check(item, join(at, str(key)))
+
+
+class OneOf(Spec):
+    """A config group whose options differ in their keys: the value of `key` picks the Map."""
+
+    def __init__(self, key: str, options: dict[str, Map]):
+        self.key, self.options = key, options
+
+    def describe(self) -> str:
+        return "a mapping"
+
+    def check_value(self, value: Any, at: str) -> None:
+        if not isinstance(value, dict):
+            raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
+        Str(self.options).check(value.get(self.key), join(at, self.key))
+        self.options[value[self.key]].check(value, at)
+
+
+def join(at: str, key: Any) -> str:
+    return f"{at}.{key}" if at else str(key)
+
+
+COUNT = Int(min=1)
+SEED = Int(min=0)
+FRACTION = Float(above=0, below=1)
+MAX_DOCUMENTS = Int(min=2, null=True)  # the split needs a training and a held-out document
+
+# One entry per option of conf/data/, keyed by its `source`.
+DATA = {
+    "brown": Map({"source": Str(), "cache_dir": Str(), "max_documents": MAX_DOCUMENTS,
+                  "heldout_fraction": FRACTION, "split_seed": SEED}),
+    "files": Map({"source": Str(), "path": Str(), "text_column": Str(), "max_documents": MAX_DOCUMENTS,
+                  "heldout_fraction": FRACTION, "split_seed": SEED}),
+    "openwebtext": Map({"source": Str(), "dataset": Str(), "revision": Str(null=True), "data_files": Str(null=True),
+                        "text_column": Str(), "max_documents": MAX_DOCUMENTS, "heldout_fraction": FRACTION,
+                        "split_seed": SEED}),
+    "redwood_validation": Map({"source": Str(), "repo": Str(), "filename": Str(), "file": Str(null=True),
+                               "rows_start_with_begin": Bool(), "max_documents": MAX_DOCUMENTS,
+                               "heldout_fraction": FRACTION, "split_seed": SEED}),
+}
+
+# One entry per option of conf/tokenizer/, keyed by its `kind`.
+TOKENIZERS = {
+    "bpe": Map({"kind": Str(), "vocab_size": Int(min=260)}),  # 256 byte tokens, BEGIN, END and room to merge
+    "gpt2": Map({"kind": Str(), "source": Str(), "cache_dir": Str(), "begin_id": Int(min=50257, max=50258)},
+                optional=("cache_dir",)),
+}
+
+TRAIN = Map({
+    "seed": SEED, "steps": COUNT, "batch_size": COUNT, "lr": Float(above=0), "warmup_steps": Int(min=0),
+    "final_lr_fraction": Float(min=0, max=1), "weight_decay": Float(min=0),
+    "betas": List(Float(min=0, below=1), length=2), "grad_clip": Float(above=0),
+    "repeat_share": Float(min=0, max=1), "repeat_span": List(Int(min=1), length=2),
+    "positions": Str(("normal", "sinusoidal")), "seed_prev_head": Float(),
+    "short_steps": Int(min=0), "short_len": COUNT, "alphabet_start": Int(min=1, null=True),
+    "grow_steps": Int(min=0), "bf16": Bool(), "eval_every": COUNT,
+}, optional=("betas", "grad_clip"))  # pipeline.train.TrainConfig has defaults for these
+
+# One entry per option of conf/model/, keyed by its `source`.
+MODELS = {
+    "trained": Map({"source": Str(), "path": Str(), "n_ctx": COUNT, "d_model": COUNT, "n_heads": COUNT,
+                    "d_head": COUNT, "n_layers": Int(min=2), "train": TRAIN}),
+    "redwood": Map({"source": Str(), "path": Str(), "repo": Str(), "filename": Str(null=True)}, optional=("filename",)),
+    "file": Map({"source": Str(), "path": Str(), "file": Str()}),
+}
+
+HEAD_LIST = List(Str(), null=True)
+
+PARAMS = Map({
+    "data": OneOf("source", DATA),
+    "tokenizer": OneOf("kind", TOKENIZERS),
+    "model": OneOf("source", MODELS),
+    "roles": Map({"prev": Str(null=True), "self": HEAD_LIST, "induction": HEAD_LIST}),
+    "hypotheses": Map({}, extra=Anything()),
+    "sequences": Map({"seq_len": Int(min=2), "max_sequences": Int(min=1, null=True), "min_sequences": COUNT}),
+    "whitelist": Map({"beta": Float(), "threshold": Float(), "smoothing": Float(above=0)}),
+    "pairing": Map({"seed": SEED}),
+    "heads": Map({"min_previous_token_score": Float(), "min_same_token_score": Float(),
+                  "max_self_heads": Int(min=0), "min_induction_score": Float(), "heldout_sequences": COUNT,
+                  "repeat_length": COUNT, "repeat_sequences": COUNT}),
+    "cache": Map({"batch_size": COUNT, "n_offsets": COUNT, "dtype": Str(("float16", "float32"))}),
+    "scrub": Map({"batch_size": COUNT, "parts": List(Str(PARTS), min_len=1), "bootstrap_samples": COUNT,
+                  "seed": SEED}),
+    "report": Map({"reference": Map({}, extra=List(Float(null=True), length=4)),
+                   "reference_losses": Map({"original": Float(null=True), "baseline": Float(null=True)})}),
+    # conf/config.yaml's hook that runs this check during composition; the stages ignore it
+    "checked": Anything(),
+}, optional=("checked",))
+
+
+def check(params: Any) -> None:
+    """Raise ConfigError naming the first bad key of `params` (params.yaml as a dict)."""
+    PARAMS.check(params, "")
+    check_across(params)
+
+
+def check_present(params: Any) -> None:
+    """As `check`, for the sections `params` has: a stage's params.yaml may hold only what the
+    stage reads (a test's, say); a missing section is the stage's `require` error."""
+    if not isinstance(params, dict):
+        raise ConfigError("params.yaml", f"must be a mapping of sections, got {params!r}")
+    Map(PARAMS.fields, optional=PARAMS.fields).check(params, "")
+    if all(section in params for section in ACROSS):
+        check_across(params)
+
+
+ACROSS = ("model", "sequences", "cache", "heads", "roles", "hypotheses")  # the sections check_across reads
+
+
+def check_across(params: dict) -> None:
+    """What one key's type cannot say: hypotheses, roles and lengths against each other."""
+    model, seq, cache = params["model"], params["sequences"], params["cache"]
+    trained = model["source"] == "trained"
+    if seq["max_sequences"] is not None and seq["max_sequences"] < seq["min_sequences"]:
+        raise ConfigError("sequences.max_sequences",
+                          f"{seq['max_sequences']} is below sequences.min_sequences={seq['min_sequences']}")
+    if trained:
+        check_trained(model)
+        # the model reads BEGIN + seq_len tokens (the last token is only a target)
+        if seq["seq_len"] + 1 > model["n_ctx"]:
+            raise ConfigError("sequences.seq_len", f"seq_len + 1 = {seq['seq_len'] + 1} exceeds model.n_ctx={model['n_ctx']}")
+        if 2 * params["heads"]["repeat_length"] + 1 > model["n_ctx"]:
+            raise ConfigError("heads.repeat_length", f"BEGIN + twice {params['heads']['repeat_length']} tokens "
+                                                     f"exceed model.n_ctx={model['n_ctx']}")
+    # Head names are checked against the model's size where conf/ gives it; for a loaded model,
+    # only their form and layer here, and their range when the heads stage loads it.
+    n_layers, n_heads = (model["n_layers"], model["n_heads"]) if trained else (10**6, 10**6)
+    validate_roles(params["roles"], n_layers, n_heads)
+    for key, raw in params["hypotheses"].items():
+        hypothesis = parse_hypothesis(str(key), raw)
+        check_heads(hypothesis, str(key), n_heads)
+        for part, spec in hypothesis.inputs.items():
+            for head, head_spec in spec.heads.items():
+                if isinstance(head_spec, Masked) and max(head_spec.offsets) >= cache["n_offsets"]:
+                    raise ConfigError(f"hypotheses.{key}.{part}.heads.{head}.mask",
+                                      f"offset {max(head_spec.offsets)} is not cached: the layer-0 cache keeps "
+                                      f"offsets < cache.n_offsets={cache['n_offsets']}")
+
+
+def check_trained(model: dict) -> None:
+    """The architecture and training keys of source=trained against each other (as
+    pipeline.train and pipeline.stages.model would find them, but before anything runs)."""
+    train = model["train"]
+    if model["n_heads"] * model["d_head"] != model["d_model"]:
+        raise ConfigError("model.d_head", f"n_heads·d_head = {model['n_heads'] * model['d_head']} ≠ d_model = {model['d_model']}")
+    low, high = train["repeat_span"]
+    if low > high:
+        raise ConfigError("model.train.repeat_span", f"[{low}, {high}]: the first is the shortest span")
+    # pipeline.train shortens a span to half the row, down to repeat_span[0] but not below it
+    if 2 * low > model["n_ctx"]:
+        raise ConfigError("model.train.repeat_span", f"a span of {low} twice does not fit model.n_ctx={model['n_ctx']}")
+    if train["short_steps"] and not 2 * low <= train["short_len"] <= model["n_ctx"]:
+        raise ConfigError("model.train.short_len", f"{train['short_len']} must lie in [2·repeat_span[0], "
+                                                   f"model.n_ctx={model['n_ctx']}]")
+    if train["seed_prev_head"] and train["positions"] != "sinusoidal":
+        raise ConfigError("model.train.seed_prev_head", "needs model.train.positions=sinusoidal")
+
+
+# ---- the composition hook ---------------------------------------------------------------------
+
+try:  # DVC prints its own exceptions as one line, "ERROR: <message>", other ones with a banner
+    from dvc.exceptions import DvcException as _Base
+except ImportError:  # composing without DVC installed (only Hydra)
+    _Base = Exception
+from omegaconf.errors import InterpolationResolutionError
+
+
+class CompositionError(InterpolationResolutionError, _Base):
+    """A ConfigError met while composing conf/. Raised from the `checked` key's resolver, it
+    must be an InterpolationResolutionError for OmegaConf to pass it on unwrapped; DVC prints a
+    DvcException as one line, `ERROR: <message>`, where other errors get a banner."""
+
+    def __init__(self, err: ConfigError):
+        message = str(err)
+        InterpolationResolutionError.__init__(self, message)
+        if _Base is not Exception:
+            _Base.__init__(self, message)
+        self.msg, self.param = message, err.param
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+def _resolve(*, _root_: Any) -> bool:
+    from omegaconf import OmegaConf
+
+    params = OmegaConf.to_container(_root_, resolve=False)
+    try:
+        check(params)
+    except ConfigError as err:
+        raise CompositionError(err) from None
+    return True
+
+
+def check_yaml_files(conf_dir: Path) -> None:
+    """A YAML syntax error in conf/ as one line naming the file: Hydra would raise PyYAML's
+    error from deep in its defaults list (a 60-line traceback)."""
+    import yaml
+
+    from pipeline.stage import one_line_yaml_error
+
+    for path in sorted(conf_dir.rglob("*.yaml")):
+        try:
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            name = path.relative_to(conf_dir.parent) if conf_dir.is_absolute() else path
+            raise ConfigError(str(name), f"is not valid YAML: {one_line_yaml_error(err)}") from None
+
+
+def register() -> None:
+    """Make `${pipeline.check:}` known to OmegaConf; idempotent (Hydra's plugin scan may run a
+    plugin module twice)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver(RESOLVER, _resolve, replace=True)
