@@ -1,7 +1,8 @@
 """Our model against TransformerLens' HookedTransformer, the implementation Redwood's
 redwood_attn_2l was published for: the same weights give the same logits, in both directions of
-the weight-name mapping (ours → TransformerLens, and TransformerLens → ours through the Redwood
-loader pipeline.checkpoint.load_redwood)."""
+the weight-name mapping (ours → TransformerLens through benchmarks/tl_hooks.py, which the scrub
+reference builds on, and TransformerLens → ours through the Redwood loader
+pipeline.checkpoint.load_redwood)."""
 from __future__ import annotations
 
 import copy
@@ -10,40 +11,24 @@ import warnings
 import pytest
 import torch
 
+from benchmarks.tl_hooks import OURS_TO_TL, tl_config, to_hooked_transformer
 from pipeline.checkpoint import load_redwood
 from pipeline.model import AttnOnlyTransformer
 
-from transformer_lens import HookedTransformer, HookedTransformerConfig  # the `test` extra
+from transformer_lens import HookedTransformer  # the `test` extra
 
-OURS_TO_TL = {"W_E": "embed.W_E", "W_pos": "pos_embed.W_pos", "W_U": "unembed.W_U", "b_U": "unembed.b_U"}
 ATOL = 1e-4
 # Perturbed weights give logits of ~20, where float32 rounding alone differs by ~1e-4 between two
 # correct implementations (different summation orders); in float64 they agree to ~1e-13.
 ATOL_FLOAT64 = 1e-9
 
 
-def tl_config(model: AttnOnlyTransformer) -> HookedTransformerConfig:
-    """redwood_attn_2l's TransformerLens config, sized like `model`."""
-    c = model.cfg
-    return HookedTransformerConfig(
-        n_layers=c.n_layers, d_model=c.d_model, n_heads=c.n_heads, d_head=c.d_head,
-        d_vocab=c.d_vocab, n_ctx=c.n_ctx, eps=c.ln_eps,
-        attn_only=True, positional_embedding_type="shortformer", normalization_type="LN",
-        act_fn="relu",  # unused: no MLPs
-        default_prepend_bos=False, device="cpu", seed=None,
-    )
-
-
-def to_transformer_lens(model: AttnOnlyTransformer) -> HookedTransformer:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # HookedTransformer is deprecated in TL 3
-        tl = HookedTransformer(tl_config(model))
-    state = {OURS_TO_TL.get(k, k): v for k, v in model.state_dict().items()}
-    result = tl.load_state_dict(state, strict=False)
-    # Only TransformerLens' own buffers (causal mask, IGNORE) may be absent from our weights.
-    assert result.unexpected_keys == []
-    assert result.missing_keys and all(k.endswith((".mask", ".IGNORE")) for k in result.missing_keys)
-    return tl.eval()
+def to_transformer_lens(model: AttnOnlyTransformer, split_qkv: bool = False) -> HookedTransformer:
+    tl = to_hooked_transformer(model, split_qkv=split_qkv)
+    # Only TransformerLens' own buffers (causal mask, IGNORE) are not ours.
+    ours = {OURS_TO_TL.get(k, k) for k in model.state_dict()}
+    assert all(k.endswith((".mask", ".IGNORE")) for k in set(tl.state_dict()) - ours)
+    return tl
 
 
 def perturbed(model: AttnOnlyTransformer, seed: int = 0) -> AttnOnlyTransformer:
@@ -63,10 +48,13 @@ def inputs(sequences) -> torch.Tensor:
     return sequences[:4, :-1]
 
 
+@pytest.mark.parametrize("split_qkv", [False, True], ids=["shared-qkv", "split-qkv"])
 @pytest.mark.parametrize("noise", [False, True], ids=["checkpoint", "perturbed"])
-def test_transformer_lens_gives_our_logits(model, inputs, noise):
+def test_transformer_lens_gives_our_logits(model, inputs, noise, split_qkv):
+    """split-qkv: the configuration of the scrub reference, where each head reads its query, key
+    and value from its own copy of the residual (blocks.L.hook_{q,k,v}_input)."""
     ours = perturbed(model) if noise else model
-    tl = to_transformer_lens(ours)
+    tl = to_transformer_lens(ours, split_qkv)
     if noise:
         ours, tl = ours.double(), tl.to(torch.float64)  # `perturbed` made a copy already
     with torch.no_grad():
@@ -107,3 +95,23 @@ def test_redwood_loader_reads_a_transformer_lens_checkpoint(model, inputs, tmp_p
     with torch.no_grad():
         got, expected = loaded.double()(inputs), tl.to(torch.float64)(inputs)
     torch.testing.assert_close(got, expected, atol=ATOL_FLOAT64, rtol=0)
+
+
+def test_split_qkv_hooks_reach_one_head_only(model, inputs):
+    """Replacing head 1.5's key input through blocks.1.hook_k_input changes the logits, and
+    writing back what was there does not: the hook point the scrub reference uses is live."""
+    tl = to_transformer_lens(model, split_qkv=True)
+
+    def hook(value):
+        def fn(act, hook):  # [batch, pos, head, d_model]
+            act = act.clone()
+            act[:, :, 5] = value(act[:, :, 5])
+            return act
+        return fn
+
+    with torch.no_grad():
+        plain = tl(inputs)
+        same = tl.run_with_hooks(inputs, fwd_hooks=[("blocks.1.hook_k_input", hook(lambda a: a))])
+        moved = tl.run_with_hooks(inputs, fwd_hooks=[("blocks.1.hook_k_input", hook(lambda a: a.roll(1, dims=1)))])
+    torch.testing.assert_close(same, plain, rtol=0, atol=0)
+    assert (moved - plain).abs().max() > 1e-2
