@@ -1,6 +1,8 @@
 """Loss summaries: % loss recovered, and bootstrap intervals that cover a known answer."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -17,22 +19,30 @@ def test_recovered_arithmetic():
     np.testing.assert_allclose(recovered(np.array([0.3, 0.5]), np.array([0.1, 0.1]), np.array([0.2, 0.2])), [50.0, 75.0])
 
 
+def make_losses(seq: np.ndarray, loss: np.ndarray, n_seq: int) -> Losses:
+    """The engine's Losses from per-position losses (sequence ids seq, losses loss, [n] each),
+    whatever per-position fields it carries besides loss_sum and count."""
+    pos = np.concatenate([np.arange(c) for c in np.bincount(seq, minlength=n_seq)]) if len(seq) else seq
+    available = {"seq": seq, "pos": pos, "loss": loss, "loss_sum": np.bincount(seq, weights=loss, minlength=n_seq),
+                 "count": np.bincount(seq, minlength=n_seq).astype(float)}
+    return Losses(**{f.name: available[f.name] for f in dataclasses.fields(Losses)})
+
+
 def simulate(rng, n_seq: int, true: dict[str, float]) -> dict[str, Losses]:
-    """Per-sequence loss sums with known per-position means: each sequence has its own count of
-    scored positions and its own difficulty, shared by every scrub of it (paired data)."""
-    count = rng.integers(20, 80, size=n_seq).astype(float)
+    """Per-position losses with known means: each sequence has its own number of scored
+    positions and its own difficulty, shared by every scrub of it (paired data)."""
+    count = rng.integers(20, 80, size=n_seq)
+    seq = np.repeat(np.arange(n_seq), count)
     difficulty = rng.normal(0.0, 0.5, size=n_seq)  # per-sequence offset, mean 0
-    out = {}
-    for name, mean in true.items():
-        per_position = mean + difficulty + rng.normal(0.0, 0.1, size=n_seq) / np.sqrt(count)
-        out[name] = Losses(per_position * count, count)
-    return out
+    return {name: make_losses(seq, mean + difficulty[seq] + rng.normal(0.0, 0.1, size=len(seq)), n_seq)
+            for name, mean in true.items()}
 
 
 def test_summarize_point_estimates_by_hand():
-    losses = {"original": Losses(np.array([1.0, 3.0]), np.array([2.0, 4.0])),
-              "baseline": Losses(np.array([4.0, 8.0]), np.array([2.0, 4.0])),
-              "q": Losses(np.array([2.0, 7.0]), np.array([2.0, 4.0]))}
+    seq = np.array([0, 0, 1, 1, 1, 1])  # 2 and 4 scored positions
+    losses = {"original": make_losses(seq, np.array([0.5, 0.5, 0.0, 1.0, 1.0, 1.0]), 2),   # sums 1, 3
+              "baseline": make_losses(seq, np.array([2.0, 2.0, 2.0, 2.0, 2.0, 2.0]), 2),   # sums 4, 8
+              "q": make_losses(seq, np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0]), 2)}          # sums 2, 7
     m = summarize(losses, ["q"], n_positions=10, samples=50, seed=0)
     assert m["original_loss"] == pytest.approx(4 / 6) and m["baseline_loss"] == pytest.approx(2.0)
     assert m["q"]["loss"] == pytest.approx(1.5)

@@ -1,7 +1,7 @@
 """Hypotheses as data: the YAML files of conf/hypothesis/ parsed into checked specs.
 
 A hypothesis says, for each input R_q, R_k, R_v of the induction heads, where every piece of
-the layer-1 input comes from (HYPOTHESES.md):
+the layer-1 input comes from (docs/hypotheses.md):
 
     q:                       # the residual the induction heads' queries read
       embedding: clean       # x^c
