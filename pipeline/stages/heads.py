@@ -18,6 +18,7 @@ import torch
 from pipeline.checkpoint import load_checkpoint
 from pipeline.roles import propose_roles, resolve_roles
 from pipeline.scores import head_scores, repeated_random_tokens
+from pipeline.tokenizer import ordinary_ids
 from pipeline.stage import ConfigError, load_params, require, run_stage, write_json
 
 
@@ -31,11 +32,10 @@ def main() -> None:
         raise ConfigError("sequences.seq_len",
                           f"{len(seqs[0]) - 2} + BEGIN exceeds the model's context n_ctx={model.cfg.n_ctx}")
     heldout = torch.tensor(np.stack(seqs.head(cfg["heldout_sequences"]).map(np.asarray).tolist()), dtype=torch.long)
-    n_special = 1 + max(meta["begin_id"], meta["end_id"])
     length = cfg["repeat_length"]
     if 1 + 2 * length > model.cfg.n_ctx:
         raise ConfigError("heads.repeat_length", f"1 + 2·{length} exceeds n_ctx={model.cfg.n_ctx}")
-    repeated = repeated_random_tokens(cfg["repeat_sequences"], length, range(n_special, model.cfg.d_vocab),
+    repeated = repeated_random_tokens(cfg["repeat_sequences"], length, ordinary_ids(meta),
                                       meta["begin_id"], seed=0)
     scores = head_scores(model, heldout[:, :-1], repeated, length)
     roles = resolve_roles(require(params, "roles"), lambda given: propose_roles(scores, cfg, given), model.cfg)

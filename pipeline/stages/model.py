@@ -1,8 +1,11 @@
 """model: the model the experiments run on, saved in our checkpoint format.
 
 `model.source`: `trained` trains one on the training stream (pipeline.train); `redwood` loads
-Redwood's redwood_attn_2l (Hugging Face hub or a local file); `file` loads a checkpoint of ours.
-Outputs: data/model/model.pt and data/model/train_log.json (empty for loaded models).
+Redwood's redwood_attn_2l as TransformerLens does (pipeline.checkpoint: the repo's *final.pth and
+config.json, from the hub, a local snapshot folder or a file); `file` loads a checkpoint of ours.
+Outputs: `model.path` (data/model/model.pt, committed to git, for the trained model;
+data/model/redwood.pt, git-ignored, for Redwood's) and data/model/train_log.json (empty for
+loaded models).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pipeline.checkpoint import load_checkpoint, load_redwood, save_checkpoint
 from pipeline.model import AttnOnlyTransformer, ModelConfig
 from pipeline.scores import head_scores, induction_measurements, repeated_random_tokens
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
+from pipeline.tokenizer import ordinary_ids
 from pipeline.train import RowSampler, TrainConfig, initialise_for_training, train
 
 TOKENS = "data/tokens"
@@ -48,9 +52,9 @@ def trained_model(cfg: dict, meta: dict) -> tuple[AttnOnlyTransformer, list[dict
         initialise_for_training(model, train_cfg)
     except ValueError as err:
         raise ConfigError("model.train", str(err)) from err
-    n_special = 1 + max(meta["begin_id"], meta["end_id"])  # random spans use ordinary tokens only
+    ordinary = ordinary_ids(meta)  # random spans use ordinary tokens only
     try:
-        sampler = RowSampler(training_stream(meta["end_id"]), arch.n_ctx, meta["begin_id"], n_special,
+        sampler = RowSampler(training_stream(meta["end_id"]), arch.n_ctx, meta["begin_id"], ordinary,
                              arch.d_vocab, train_cfg)
     except ValueError as err:
         raise ConfigError("model.train", str(err)) from err
@@ -64,7 +68,7 @@ def trained_model(cfg: dict, meta: dict) -> tuple[AttnOnlyTransformer, list[dict
         np.concatenate([[meta["begin_id"]], stream[i * width : i * width + width - 1]]) for i in range(EVAL_SEQUENCES)
     ]))
     length = min(50, (arch.n_ctx - 1) // 2)
-    repeated = repeated_random_tokens(EVAL_SEQUENCES, length, range(n_special, arch.d_vocab), meta["begin_id"], seed=1)
+    repeated = repeated_random_tokens(EVAL_SEQUENCES, length, ordinary, meta["begin_id"], seed=1)
     # The same over the curriculum's first span alphabet: induction shows there first.
     frequent = sampler.by_frequency[: train_cfg.alphabet_start or len(sampler.by_frequency)]
     repeated_frequent = torch.from_numpy(frequent)[repeated_random_tokens(
@@ -94,7 +98,7 @@ def main() -> None:
     if source == "trained":
         model, log = trained_model(cfg, meta)
     elif source == "redwood":
-        model, log = load_redwood(cfg["repo"], cfg.get("filename", "model_state_dict.pt")), []
+        model, log = load_redwood(cfg["repo"], cfg.get("filename")), []
     elif source == "file":
         if cfg.get("file") in (None, "", "???"):
             raise ConfigError("model.file", "model=file needs a checkpoint path: -S model.file=PATH")
