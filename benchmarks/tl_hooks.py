@@ -11,9 +11,9 @@ scrub engine (pipeline/scrub/engine.py), so it shares none of the engine's code 
   `(M∘A^a) V^b + ((1−M)∘A^s) V^s` with M a full [query, key] 0/1 matrix, the residual rewrite is
   `V^i[t] + (A^r V^r − V^r)[t]`, no near-diagonal cache;
 - a resampled source reads, at each query position t, sequence draws[n, t]: the whole attention
-  row t, the values and the token at t of that sequence. Layer 0 is run (in chunks) on every
-  sequence drawn for the batch, so a hypothesis with a resampler costs about one layer-0 pass
-  over the data per batch on top of the other scrubs.
+  row t, the values and the token at t of that sequence. Any sequence may be drawn anywhere, so
+  the full layer-0 patterns and values of the heads that read a resampled source are kept for
+  every sequence, from one extra layer-0 pass over the data (0.44 GB per head at 1,230 × 300).
 
 The meaning is docs/hypotheses.md's and `pipeline.scrub.scrub_losses`': per sequence, the summed
 next-token loss at positions whose input token is scored, for `original` (nothing scrubbed),
@@ -40,7 +40,7 @@ with warnings.catch_warnings():
 # blocks.L.attn.W_Q …) are the same in both.
 OURS_TO_TL = {"W_E": "embed.W_E", "W_pos": "pos_embed.W_pos", "W_U": "unembed.W_U", "b_U": "unembed.b_U"}
 PART_INPUTS = {"q": ("q",), "k": ("k",), "v": ("v",), "all": ("q", "k", "v")}
-LAYER0_CHUNK = 32  # drawn sequences run through layer 0 at once: 32 × 8 heads × 300² floats ≈ 92 MB
+LAYER0_CHUNK = 32  # sequences run through layer 0 at once for a resampled source: 32 × 8 heads × 300² floats ≈ 92 MB
 
 
 def tl_config(model, split_qkv: bool = False) -> HookedTransformerConfig:
@@ -115,9 +115,9 @@ class Layer0:
     values become per-query [batch, t, s, d_head] (one head at a time, they are large)."""
 
     def __init__(self, tl: HookedTransformer, inputs: torch.Tensor, seq: dict[str, torch.Tensor],
-                 heads_reading: dict[str, list[int]]):
+                 stores: dict[str, dict]):
         self.tl, self.inputs, self.seq = tl, inputs, seq  # seq: source → [batch, pos] sequence ids
-        self.heads_reading = heads_reading  # resampled source → the layer-0 heads that read it
+        self.stores = stores  # resampled source → `layer0_of_every_sequence` for the heads reading it
         self.n_pos = inputs.shape[1]
         self.fixed: dict[str, dict[str, torch.Tensor]] = {}
         self.drawn: dict[str, dict] = {}
@@ -145,30 +145,21 @@ class Layer0:
         return self.fixed[source]
 
     def of_drawn(self, source: str) -> dict:
-        """Layer 0 of every sequence drawn for the batch, chunk by chunk, kept as the gathered
-        pattern rows [batch, head, t, s] and, per head, per-query values [batch, t, s, d_head]."""
+        """Per query row t of sequence n, the layer 0 of the sequence drawn for (n, t), for the
+        heads that read the source: pattern rows [batch, head, t, s] and values [batch, t, s, head, d_head]."""
         if source not in self.drawn:
-            seq = self.seq[source]
-            b, n_pos = seq.shape
-            heads = self.heads_reading[source]
-            rows = torch.zeros(b, self.tl.cfg.n_heads, n_pos, n_pos)
-            values = torch.zeros(b, n_pos, n_pos, len(heads), self.tl.cfg.d_head)
-            unique = seq.unique()
-            for start in range(0, len(unique), LAYER0_CHUNK):
-                chunk = unique[start : start + LAYER0_CHUNK]
-                act = self.run(chunk)
-                for i, m in enumerate(chunk.tolist()):
-                    n_idx, t_idx = (seq == m).nonzero(as_tuple=True)
-                    rows[n_idx, :, t_idx, :] = act["pattern"][i][:, t_idx, :].transpose(0, 1)
-                    values[n_idx, t_idx] = act["v"][i][:, heads]  # the whole sequence's values, for query t
-            self.drawn[source] = {"pattern": rows, "v": values, "heads": heads}
+            seq, store = self.seq[source], self.stores[source]
+            t = torch.arange(seq.shape[1])[None, :].expand_as(seq)
+            self.drawn[source] = {"pattern": store["pattern"][seq, :, t, :].permute(0, 2, 1, 3),
+                                  "v": store["v"][seq], "heads": store["heads"]}
         return self.drawn[source]
 
     def pattern(self, source: str, j: int) -> torch.Tensor:
         """Head j's attention rows under `source`: [batch, t, s]."""
         if self.is_fixed(source):
             return self.of_fixed(source)["pattern"][:, j]
-        return self.of_drawn(source)["pattern"][:, j]
+        drawn = self.of_drawn(source)
+        return drawn["pattern"][:, drawn["heads"].index(j)]
 
     def weighted(self, weights: torch.Tensor, source: str, j: int) -> torch.Tensor:
         """Σ_s weights[b, t, s] · V_source[s] for head j, the values read by query t: [batch, t, d_head]."""
@@ -181,6 +172,24 @@ class Layer0:
         """Token embeddings x [batch, pos, d_model], token t from the sequence the source reads at t."""
         tok = self.inputs[self.seq[source], torch.arange(self.n_pos)]
         return self.tl.W_E[tok]
+
+
+@torch.no_grad()
+def layer0_of_every_sequence(tl: HookedTransformer, inputs: torch.Tensor, heads: list[int]) -> dict:
+    """Layer 0 of every sequence, for `heads` only: full patterns [seq, head, t, s] and values
+    [seq, s, head, d_head]. A resampled source may read any sequence at any position, so its
+    heads are kept whole for the run (seq × heads × pos² floats: 0.44 GB per head at 1,230
+    sequences of 300), from one layer-0 pass over the data."""
+    n_seq, n_pos = inputs.shape
+    pattern = torch.empty(n_seq, len(heads), n_pos, n_pos)
+    v = torch.empty(n_seq, n_pos, len(heads), tl.cfg.d_head)
+    names = ("blocks.0.attn.hook_pattern", "blocks.0.attn.hook_v")
+    for start in range(0, n_seq, LAYER0_CHUNK):
+        _, cache = tl.run_with_cache(inputs[start : start + LAYER0_CHUNK], names_filter=lambda n: n in names,
+                                     stop_at_layer=1)
+        pattern[start : start + LAYER0_CHUNK] = cache["blocks.0.attn.hook_pattern"][:, heads]
+        v[start : start + LAYER0_CHUNK] = cache["blocks.0.attn.hook_v"][:, :, heads]
+    return {"pattern": pattern, "v": v, "heads": heads}
 
 
 def rebuilt_head_z(l0: Layer0, j: int, spec, n_pos: int) -> torch.Tensor:
@@ -250,15 +259,16 @@ def tl_scrub_losses(model, tokens: torch.Tensor, other: np.ndarray, hypothesis: 
                               if any(source in spec_sources(head_spec(hypothesis.inputs[name], j, roles))
                                      for name in used)]
                      for source in resampled}
+    inputs_all = tokens[:, :-1]
+    stores = {source: layer0_of_every_sequence(tl, inputs_all, heads) for source, heads in heads_reading.items() if heads}
     names = ["original", "baseline"] + list(parts)
     sums = {name: np.zeros(n_seq) for name in names}
     counts = np.zeros(n_seq)
-    inputs_all = tokens[:, :-1]
     for start in range(0, n_seq, batch_size):
         rows = torch.arange(start, min(start + batch_size, n_seq))
         seq = {"clean": rows[:, None].expand(-1, n_pos), "other": other[rows][:, None].expand(-1, n_pos)}
         seq.update({name: draws[rows] for name, draws in resampled.items()})
-        l0 = Layer0(tl, inputs_all, seq, heads_reading)
+        l0 = Layer0(tl, inputs_all, seq, stores)
         inputs, targets = inputs_all[rows], tokens[rows, 1:]
         mask = scored[inputs].float()  # [batch, pos]
         counts[rows.numpy()] = mask.sum(1).numpy()
