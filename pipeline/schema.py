@@ -14,12 +14,32 @@ or MODELS, keyed by the option's `source` / `kind` value.
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 from pipeline.roles import validate_roles
-from pipeline.scrub.hypothesis import Masked, check_heads, parse_hypothesis
 from pipeline.stage import ConfigError
+
+
+def _hypothesis_module():
+    """pipeline/scrub/hypothesis.py, loaded as a private copy: `import pipeline.scrub.hypothesis`
+    would run pipeline/scrub/__init__.py, which imports the engine and so torch, seconds at every
+    composition (in DVC's process too) for a parser that needs none of it. The copy's classes
+    (Masked, ...) are used only here; its errors are pipeline.stage.ConfigError, shared."""
+    if "pipeline.scrub.hypothesis" in sys.modules:  # already paid for (a stage): use it
+        return sys.modules["pipeline.scrub.hypothesis"]
+    name = f"{__name__}._hypothesis"
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "scrub" / "hypothesis.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+_hypothesis = _hypothesis_module()
+Masked, check_heads, parse_hypothesis = _hypothesis.Masked, _hypothesis.check_heads, _hypothesis.parse_hypothesis
 
 RESOLVER = "pipeline.check"
 PARTS = ("q", "k", "v", "all")  # pipeline.scrub.engine.PARTS (not imported: that module loads torch)

@@ -3,10 +3,12 @@ a bad override is one clear error that writes nothing."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipeline import params
@@ -65,3 +67,110 @@ def test_unknown_key_is_one_error_and_keeps_the_old_file(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and "sequences.seq_lenn" in result.stderr
     assert out.read_text() == "old: true\n"
     assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
+
+
+# ---- the schema, run by the composition (pipeline/schema.py) ----------------------------------
+
+MASK = "hypotheses.refined2.q.heads.all.mask"
+
+
+@pytest.mark.parametrize("override, param", [
+    ("tokenizer.vocab_size=abc", "tokenizer.vocab_size"),
+    ("sequences.seq_len=abc", "sequences.seq_len"),
+    ("scrub.batch_size=0", "scrub.batch_size"),
+    ("scrub.bootstrap_samples=0", "scrub.bootstrap_samples"),
+    (f"{MASK}=1", MASK),            # mask: 1
+    (f"{MASK}=[true]", MASK),       # mask: [true]
+    (f"{MASK}=[0,4]", MASK),        # an offset ≥ cache.n_offsets (4)
+    ("cache.n_offsets=2", MASK),    # the same, from the other side (last3 needs offset 2)
+    ("sequences.seq_len=320", "sequences.seq_len"),  # BEGIN + 320 tokens > model.n_ctx = 320
+])
+def test_a_bad_value_stops_the_composition_with_one_line_and_writes_nothing(tmp_path, override, param):
+    out = tmp_path / "params.yaml"
+    out.write_text("old: true\n")
+    result = run_params("--output", str(out), override)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {param}: "), result.stderr
+    assert out.read_text() == "old: true\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
+
+
+@pytest.fixture
+def conf_copy(tmp_path) -> Path:
+    """pipeline/ and conf/ in a scratch folder: `python -m pipeline.params` there composes its conf/."""
+    for name in ("pipeline", "conf"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def run_params_in(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.params", *args], cwd=folder, capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_a_misspelt_key_written_into_conf_is_refused(conf_copy):
+    config = conf_copy / "conf/config.yaml"
+    config.write_text(config.read_text().replace("  beta: 1.0", "  betta: 1.0"))
+    result = run_params_in(conf_copy)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: whitelist.betta: unknown key; whitelist has beta, threshold, smoothing"]
+    assert not (conf_copy / "params.yaml").exists()
+
+
+def test_a_misspelt_key_in_a_hypothesis_file_is_refused(conf_copy):
+    hyp = conf_copy / "conf/hypothesis/naive.yaml"
+    hyp.write_text(hyp.read_text().replace("  embedding: other", "  embeding: other"))
+    result = run_params_in(conf_copy)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: hypotheses.naive.k.embeding: unknown key; use embedding, heads")
+
+
+def test_a_yaml_syntax_error_in_a_hypothesis_file_is_one_line_naming_the_file(conf_copy):
+    (conf_copy / "conf/hypothesis/naive.yaml").write_text("name: x\nq: {embedding: clean\n  heads: [\n")
+    result = run_params_in(conf_copy)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: conf/hypothesis/naive.yaml: is not valid YAML: line 3, column")
+
+
+@pytest.mark.parametrize("preset", ["tiny", "redwood", "none"])
+def test_every_preset_passes_the_schema(tmp_path, preset):
+    result = run_params("--output", str(tmp_path / "params.yaml"), f"preset={preset}")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_schema_hook_leaves_one_constant_key_no_stage_reads():
+    """conf/config.yaml's `checked: ${pipeline.check:}` is what runs the schema; it resolves to a
+    constant, so it never makes a stage's params differ."""
+    composed = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert composed["checked"] is True
+    assert "checked" not in (ROOT / "dvc.yaml").read_text()
+
+
+def test_dvc_exp_run_s_with_a_bad_value_prints_one_line_and_changes_nothing(tmp_path):
+    """What a user sees: DVC composes conf/ in its own process (dvc.utils.hydra.compose_and_dump),
+    which loads hydra_plugins/ from the repository root and so runs the same schema."""
+    for name in ("pipeline", "conf", "hydra_plugins"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+
+    def sh(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@t"], ["git", "config", "user.name", "t"],
+                ["dvc", "init", "-q"], ["dvc", "config", "hydra.enabled", "true"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "scratch"]):
+        assert sh(*cmd).returncode == 0, cmd
+    dvc_status = sh("dvc", "status").stdout
+    result = sh("dvc", "exp", "run", "-S", "scrub.batch_size=0")
+    assert result.returncode != 0
+    assert result.stdout.strip() == ""
+    assert result.stderr.strip().splitlines() == ["ERROR: scrub.batch_size: must be an integer ≥ 1, got 0"]
+    assert sh("git", "status", "--porcelain").stdout == ""
+    assert sh("dvc", "status").stdout == dvc_status
+    assert sh("dvc", "exp", "list", "--all-commits").stdout.strip() == ""

@@ -130,3 +130,100 @@ def test_an_unknown_position_init_stops_the_composition(project):
     result = run(project, "pipeline.params", "--output", str(project / "params.yaml"), "model.train.positions=rope")
     line = assert_one_error_line(result, "model.train.positions")
     assert "normal, sinusoidal" in line and "'rope'" in line
+
+
+def test_a_stage_started_outside_the_repository_root_says_where_to_cd(project):
+    shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")
+    (project / "data").mkdir()
+    line = assert_one_error_line(run(project / "data", "pipeline.stages.pairing"), "params.yaml")
+    assert f"run the stages from the repository root (cd {project.resolve()})" in line
+    assert "pipeline.params" not in line  # composing params.yaml here would not help
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_stages_temporary_folders_are_removed_by_the_next_stage_run(project):
+    pid = dead_pid()
+    stale = [project / f"data/.cache_l0.tmp-{pid}-x1", project / f"data/pairing/.pairing.parquet.tmp-{pid}-x2",
+             project / f"data/scrub/naive/.losses.parquet.tmp-{pid}-x3", project / f".params.yaml.tmp-{pid}-x4"]
+    running = project / f"data/whitelist/.whitelist.parquet.tmp-{os.getpid()}-x5"  # a live process's
+    unrelated = project / "data/pairing/.keep"
+    for folder in stale + [running]:
+        (folder / "part").mkdir(parents=True)
+    unrelated.write_text("")
+    # the stage itself fails (no sequences), after the clean-up
+    result = run(project, "pipeline.stages.pairing")
+    assert result.returncode == 2
+    assert not any(folder.exists() for folder in stale)
+    assert running.exists() and unrelated.exists()
+    assert result.stdout.count("left by a stage that was stopped") == len(stale)
+
+
+def test_temporary_folders_are_invisible_to_git_and_dvc(tmp_path):
+    for name in (".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    temporary = tmp_path / "data/scrub/naive/.losses.parquet.tmp-123-abc"
+    temporary.mkdir(parents=True)
+    (temporary / "losses.parquet").write_text("half")
+    (tmp_path / "data/scrub/naive/metrics.json").write_text("{}")
+    assert subprocess.run(["git", "init", "-q"], cwd=tmp_path).returncode == 0
+    assert subprocess.run(["git", "check-ignore", "-q", str(temporary / "losses.parquet")], cwd=tmp_path).returncode == 0
+    assert subprocess.run(["git", "check-ignore", "-q", "data/scrub/naive/metrics.json"], cwd=tmp_path).returncode == 1
+
+    from dvc.repo import Repo
+
+    repo = Repo.init(tmp_path)
+    try:
+        assert repo.dvcignore.is_ignored(repo.fs, str(temporary / "losses.parquet"))
+        assert not repo.dvcignore.is_ignored(repo.fs, str(tmp_path / "data/scrub/naive/metrics.json"))
+    finally:
+        repo.close()
+
+
+def fake_metrics(key: str, recovered: float) -> dict:
+    part = {"recovered": recovered, "ci_low": recovered - 1, "ci_high": recovered + 1, "loss": 1.0}
+    return {"hypothesis": key, "name": key, "original_loss": 0.5, "baseline_loss": 2.0, "scored_positions": 10,
+            "scored_share": 0.1, **{p: dict(part) for p in ("q", "k", "v", "all")}}
+
+
+def test_the_report_lists_exactly_the_hypotheses_in_params(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["hypotheses"] = {k: params["hypotheses"][k] for k in ("refined2", "naive")}  # naive removed… and reordered
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for key, value in (("naive", 50.0), ("refined2", 80.0), ("baseline", 0.0)):  # baseline: a folder left behind
+        (project / f"data/scrub/{key}").mkdir(parents=True)
+        (project / f"data/scrub/{key}/metrics.json").write_text(json.dumps(fake_metrics(key, value)))
+    result = run(project, "pipeline.stages.report")
+    assert result.returncode == 0, result.stderr
+    table = (project / "reports/results.md").read_text()
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == ["hypothesis", "refined2", "naive"]  # params' order; no baseline
+    assert set(pd.read_csv(project / "reports/results.csv").hypothesis) == {"naive", "refined2"}
+
+    # a hypothesis in params without its metrics: an error naming it, the old report kept
+    (project / "data/scrub/refined2/metrics.json").unlink()
+    assert_one_error_line(run(project, "pipeline.stages.report"), "hypotheses.refined2")
+    assert (project / "reports/results.md").read_text() == table
+
+
+def test_retraining_writes_an_identical_train_log():
+    """No wall-clock time in train_log.json: a bit-identical retrain gives an identical dvc.lock."""
+    import numpy as np
+
+    from pipeline.train import RowSampler, TrainConfig, train
+
+    stream = np.random.default_rng(0).integers(2, 50, size=2000)
+    cfg = TrainConfig(steps=4, batch_size=2, repeat_span=(4, 8), bf16=False, eval_every=2)
+
+    def log() -> list[dict]:
+        torch.manual_seed(0)
+        model = AttnOnlyTransformer(ModelConfig(d_vocab=50, n_ctx=16, d_model=32, n_heads=4, d_head=8))
+        return train(model, RowSampler(stream, 16, 0, 2, 50, cfg), cfg, lambda m: {"probe": 1.0})
+
+    first, second = log(), log()
+    assert json.dumps(first) == json.dumps(second)
+    assert set(first[0]) == {"step", "train_loss", "probe"}
