@@ -174,3 +174,17 @@ def test_dvc_exp_run_s_with_a_bad_value_prints_one_line_and_changes_nothing(tmp_
     assert sh("git", "status", "--porcelain").stdout == ""
     assert sh("dvc", "status").stdout == dvc_status
     assert sh("dvc", "exp", "list", "--all-commits").stdout.strip() == ""
+
+
+def test_overrides_do_not_carry_over_from_one_composition_to_the_next(tmp_path):
+    """The README's warning: each composition starts from conf/, so a preset given before is gone
+    unless given again."""
+    out = tmp_path / "params.yaml"
+    assert run_params("--output", str(out), "preset=tiny").returncode == 0
+    tiny = yaml.safe_load(out.read_text())
+    assert run_params("--output", str(out), "scrub.seed=1").returncode == 0
+    again = yaml.safe_load(out.read_text())
+    assert tiny["sequences"]["seq_len"] == 48 and again["sequences"]["seq_len"] == 300
+    assert run_params("--output", str(out), "preset=tiny", "scrub.seed=1").returncode == 0
+    both = yaml.safe_load(out.read_text())
+    assert both["sequences"]["seq_len"] == 48 and both["scrub"]["seed"] == 1
