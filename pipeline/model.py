@@ -5,9 +5,11 @@ or the residual), LayerNorm before each attention layer and before the unembeddi
 unembedding. Parameters use TransformerLens' layout and names ([head, d_model, d_head]) so that
 the Redwood checkpoint maps onto this module key for key and per-head algebra reads directly.
 
-Besides the plain forward pass, the module exposes the pieces the scrub engine composes:
-`embed`, `layer0` (per-head patterns, OV vectors and outputs), `attention` with separate query,
-key and value residuals per head, and `unembed`.
+There is one forward pass. Asked for a cache, it also records named activations with
+TransformerLens' names and shapes (`hook_embed`, `blocks.L.attn.hook_pattern`, ...), which is how
+the head scores and the layer-0 cache read the model. The scrub engine recomputes layer 1 with
+separate query, key and value inputs for a subset of heads and query positions; it does so
+through the same `Attention.project` and `Attention.output` the forward pass uses.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+ActivationCache = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -58,41 +62,40 @@ class Attention(nn.Module):
         self.b_O = nn.Parameter(torch.zeros(d))
         self.scale = math.sqrt(e)
 
-    def pattern(self, q_in: torch.Tensor, k_in: torch.Tensor) -> torch.Tensor:
-        """q_in, k_in: [batch, pos, d_model] or [batch, head, pos, d_model], already normalised
-        and with positions added. Returns the causal attention pattern [batch, head, q, k]."""
-        q = _per_head(q_in, self.W_Q) + self.b_Q[:, None, :]  # [batch, head, pos, d_head]
-        k = _per_head(k_in, self.W_K) + self.b_K[:, None, :]
-        scores = q @ k.transpose(-1, -2) / self.scale  # [batch, head, q, k]
-        n = scores.shape[-1]
-        causal = torch.ones(n, n, dtype=torch.bool, device=scores.device).tril()
-        return scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+    def project(self, x: torch.Tensor, which: str, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """Queries, keys or values (`which` = "Q", "K", "V") of `heads` (all when None), from
+        x [batch, pos, d_model] (normalised; positions already added for Q and K):
+        [batch, head, pos, d_head]. The selected heads are one matrix multiply."""
+        w, b = getattr(self, f"W_{which}"), getattr(self, f"b_{which}")
+        if heads is not None:
+            w, b = w[heads], b[heads]
+        return torch.einsum("bpd,hde->bhpe", x, w) + b[:, None, :]
 
-    def ov(self, v_in: torch.Tensor) -> torch.Tensor:
-        """Each head's OV vector at every position, `V_h[s] = (v_in[s] W_V + b_V) W_O`.
-        v_in: [batch, pos, d_model] or [batch, head, pos, d_model] → [batch, head, pos, d_model]."""
-        v = _per_head(v_in, self.W_V) + self.b_V[:, None, :]  # [batch, head, pos, d_head]
-        return torch.einsum("bhpe,hed->bhpd", v, self.W_O)
+    def output(self, z: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """Σ over `heads` of z_h W_O^h, b_O not included: z [batch, head, pos, d_head] →
+        [batch, pos, d_model]."""
+        w = self.W_O if heads is None else self.W_O[heads]
+        return torch.einsum("bhpe,hed->bpd", z, w)
 
-    def forward(self, q_in, k_in, v_in) -> torch.Tensor:
-        """Per-head outputs [batch, head, pos, d_model] (b_O not included)."""
-        return self.pattern(q_in, k_in) @ self.ov(v_in)
-
-    def summed(self, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor) -> torch.Tensor:
-        """The layer's output Σ_h out_h + b_O [batch, pos, d_model] for inputs shared by all
-        heads. Same maths as `forward`, but W_O is applied after the weighted sum (d_head wide,
-        not d_model) through the fused attention kernel: this is the training path."""
-        q = _per_head(q_in, self.W_Q) + self.b_Q[:, None, :]
-        k = _per_head(k_in, self.W_K) + self.b_K[:, None, :]
-        v = _per_head(v_in, self.W_V) + self.b_V[:, None, :]
-        z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [batch, head, pos, d_head]
-        return torch.einsum("bhpe,hed->bpd", z, self.W_O) + self.b_O
-
-
-def _per_head(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    if x.dim() == 3:  # one residual shared by all heads
-        return torch.einsum("bpd,hde->bhpe", x, w)
-    return torch.einsum("bhpd,hde->bhpe", x, w)  # a residual of its own per head
+    def forward(self, q_in: torch.Tensor, k_in: torch.Tensor, v_in: torch.Tensor,
+                cache: ActivationCache | None = None, prefix: str = "") -> torch.Tensor:
+        """The layer's output Σ_h out_h + b_O [batch, pos, d_model]. Without a cache the fused
+        attention kernel runs (the training path); with one, the pattern is formed explicitly and
+        q, k, v, pattern and z are recorded under `prefix` + hook_q, hook_k, hook_v,
+        hook_pattern ([batch, head, query_pos, key_pos]) and hook_z ([batch, pos, head, d_head])."""
+        q, k, v = self.project(q_in, "Q"), self.project(k_in, "K"), self.project(v_in, "V")
+        if cache is None:
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [batch, head, pos, d_head]
+        else:
+            scores = q @ k.transpose(-1, -2) / self.scale  # [batch, head, query_pos, key_pos]
+            n = scores.shape[-1]
+            causal = torch.ones(n, n, dtype=torch.bool, device=scores.device).tril()
+            pattern = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+            z = pattern @ v
+            for name, value in (("q", q), ("k", k), ("v", v), ("z", z)):
+                cache[f"{prefix}hook_{name}"] = value.transpose(1, 2)  # [batch, pos, head, d_head]
+            cache[f"{prefix}hook_pattern"] = pattern
+        return self.output(z) + self.b_O
 
 
 class Block(nn.Module):
@@ -126,52 +129,36 @@ class AttnOnlyTransformer(nn.Module):
             else:
                 p.data.normal_(0.0, std, generator=generator)
 
-    # --- the pieces the scrub engine composes -------------------------------------------------
-
-    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [batch, pos] → token embeddings x [batch, pos, d_model]."""
-        return self.W_E[tokens]
-
     def positions(self, n_pos: int) -> torch.Tensor:
+        """W_pos[:n_pos] [pos, d_model], or an error naming the context length."""
         if n_pos > self.cfg.n_ctx:
             raise ValueError(f"sequence of {n_pos} positions exceeds the model's n_ctx={self.cfg.n_ctx}")
-        return self.W_pos[:n_pos]  # [pos, d_model]
-
-    def attention(self, layer: int, resid_q, resid_k, resid_v) -> torch.Tensor:
-        """Per-head outputs [batch, head, pos, d_model] of `layer`, each of Q, K and V computed
-        from its own residual ([batch, pos, d_model], or [batch, head, pos, d_model] for a residual
-        per head). Each copy is normalised by the layer's LayerNorm on its own."""
-        block = self.blocks[layer]
-        pos = self.positions(resid_q.shape[-2])
-        return block.attn(block.ln1(resid_q) + pos, block.ln1(resid_k) + pos, block.ln1(resid_v))
-
-    def layer0(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Everything of layer 0 on one batch: the token embeddings x [batch, pos, d_model],
-        per-head patterns [batch, head, q, k], OV vectors ov [batch, head, pos, d_model] and
-        outputs out [batch, head, pos, d_model] (out = pattern @ ov), and b_O."""
-        x = self.embed(tokens)
-        block = self.blocks[0]
-        u = block.ln1(x)
-        pos = self.positions(tokens.shape[1])
-        pattern = block.attn.pattern(u + pos, u + pos)
-        ov = block.attn.ov(u)
-        return {"x": x, "pattern": pattern, "ov": ov, "out": pattern @ ov, "b_O": block.attn.b_O}
+        return self.W_pos[:n_pos]
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Final residual [..., d_model] → logits [..., d_vocab]."""
         return self.ln_final(resid) @ self.W_U + self.b_U
 
-    # --- the plain model -----------------------------------------------------------------------
-
-    def residual(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The final residual stream [batch, pos, d_model]."""
-        r = self.embed(tokens)
+    def forward(self, tokens: torch.Tensor, cache: ActivationCache | None = None,
+                stop_at_layer: int | None = None) -> torch.Tensor:
+        """tokens [batch, pos] → logits [batch, pos, d_vocab], or with `stop_at_layer` the residual
+        stream [batch, pos, d_model] entering that layer. A dict given as `cache` is filled with the
+        named activations (see `run_with_cache`)."""
+        resid = self.W_E[tokens]  # [batch, pos, d_model]
         pos = self.positions(tokens.shape[1])
-        for block in self.blocks:
-            u = block.ln1(r)
-            r = r + block.attn.summed(u + pos, u + pos, u)
-        return r
+        if cache is not None:
+            cache["hook_embed"], cache["hook_pos_embed"] = resid, pos
+        for layer, block in enumerate(self.blocks[:stop_at_layer]):
+            u = block.ln1(resid)
+            resid = resid + block.attn(u + pos, u + pos, u, cache, f"blocks.{layer}.attn.")
+            if cache is not None:
+                cache[f"blocks.{layer}.ln1.hook_normalized"] = u
+                cache[f"blocks.{layer}.hook_resid_post"] = resid
+        if stop_at_layer is not None:
+            return resid
+        return self.unembed(resid)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [batch, pos] → logits [batch, pos, d_vocab]."""
-        return self.unembed(self.residual(tokens))
+    def run_with_cache(self, tokens: torch.Tensor, stop_at_layer: int | None = None) -> tuple[torch.Tensor, ActivationCache]:
+        """The forward pass and its named activations, TransformerLens' names and shapes."""
+        cache: ActivationCache = {}
+        return self.forward(tokens, cache, stop_at_layer), cache

@@ -25,6 +25,14 @@ def head_name(layer: int, head: int) -> str:
     return f"{layer}.{head}"
 
 
+def parse_head_name(name: str) -> tuple[int, int]:
+    """"L.H" → (layer, head); ValueError for anything else. The one parser of head names."""
+    match = _HEAD.match(name) if isinstance(name, str) else None
+    if not match:
+        raise ValueError(f"{name!r} is not a head name \"L.H\" such as \"0.0\"")
+    return int(match.group(1)), int(match.group(2))
+
+
 def propose_roles(scores: dict, cfg: dict, given: dict | None = None) -> dict:
     """Propose every role that `given` (config roles) leaves null; given roles are kept as they
     are. `scores`: pipeline.scores.head_scores' dict; `cfg`: params["heads"].
@@ -77,10 +85,10 @@ def parse_head(name: Any, role: str, n_layers: int, n_heads: int) -> str:
     if not isinstance(name, str):
         # YAML reads an unquoted 0.10 as the float 0.1, losing which head was meant.
         raise ConfigError(param, f"head names are strings \"L.H\" (quote them in YAML), got {name!r}")
-    match = _HEAD.match(name)
-    if not match:
-        raise ConfigError(param, f"{name!r} is not a head name \"L.H\" such as \"0.0\"")
-    layer, head = int(match.group(1)), int(match.group(2))
+    try:
+        layer, head = parse_head_name(name)
+    except ValueError as err:
+        raise ConfigError(param, str(err)) from err
     if layer >= n_layers or head >= n_heads:
         raise ConfigError(param, f"{name} does not exist: the model has {n_layers} layers of {n_heads} heads")
     if layer != ROLE_LAYER[role]:

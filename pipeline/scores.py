@@ -11,16 +11,9 @@ from pipeline.model import AttnOnlyTransformer
 
 @torch.no_grad()
 def layer_patterns(model: AttnOnlyTransformer, tokens: torch.Tensor) -> list[torch.Tensor]:
-    """Attention patterns [batch, head, q, k] of every layer on the plain forward pass."""
-    patterns = []
-    r = model.embed(tokens)
-    pos = model.positions(tokens.shape[1])
-    for block in model.blocks:
-        u = block.ln1(r)
-        pattern = block.attn.pattern(u + pos, u + pos)
-        patterns.append(pattern)
-        r = r + (pattern @ block.attn.ov(u)).sum(dim=1) + block.attn.b_O
-    return patterns
+    """Attention patterns [batch, head, query_pos, key_pos] of every layer on the plain forward pass."""
+    _, cache = model.run_with_cache(tokens)
+    return [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.cfg.n_layers)]
 
 
 def previous_token_score(pattern: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,22 @@ writeup is a recombination of three cached arrays per sequence (see `build_cache
 
 A masked split only needs A on the mask's diagonals: inside = Σ_k A^a[t,t-k] v^b[t-k], and
 outside = z^s[t] - Σ_k A^s[t,t-k] v^s[t-k] (pattern and values from one sequence s). Head
-outputs are z W_O, so nothing of layer 0 is recomputed here. Layer 1 is recomputed, for the
-induction heads only, from the three rebuilt residuals R_q, R_k, R_v; every other layer-1 head
-and the direct path see the clean residual. Logits are computed only at scored positions.
+outputs are z W_O, so nothing of layer 0 is recomputed here (docs/hypotheses.md).
+
+Layer 1 is computed only where the loss is read. A scored position t needs the query at t and
+the keys and values at s ≤ t, so per batch: queries, attention, W_O and the unembedding only at
+scored positions; keys and values only up to the batch's last scored position. Every distinct
+residual (the clean r1, the partner's, each rebuilt R of the hypothesis) is built, normalised and
+projected once per batch and shared by every part that reads it; the induction heads' weights are
+one matrix multiply. Every other layer-1 head and the direct path see the clean residual.
+
+The cache may be torch tensors or numpy arrays (memory-mapped .npy files): only the rows a batch
+reads are loaded, so memory does not grow with the number of sequences.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,9 +32,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pipeline.model import AttnOnlyTransformer
-from pipeline.scrub.hypothesis import Hypothesis, InputSpec, Masked, Residual, Whole
+from pipeline.roles import head_name, parse_head_name
+from pipeline.scrub.hypothesis import InputSpec, Masked, Residual, Whole
 
 PARTS = {"q": ("q",), "k": ("k",), "v": ("v",), "all": ("q", "k", "v")}
+CACHE_KEYS = ("v", "z", "diag")
 # The two fixed references: every input clean (the original) and every input from the partner
 # sequence (the baseline, R_q = R_k = R_v = r1^o).
 CLEAN = InputSpec("clean", {"all": Whole("clean")})
@@ -38,112 +49,229 @@ OTHER = InputSpec("other", {"all": Whole("other")})
 def layer0_cache(model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int) -> dict[str, torch.Tensor]:
     """One batch of the cache for input tokens [batch, pos]: v, z [batch, pos, head, d_head] and
     diag [batch, pos, head, n_offsets] (0 where t - k < 0)."""
-    block = model.blocks[0]
-    u = block.ln1(model.embed(tokens))
-    pos = model.positions(tokens.shape[1])
-    pattern = block.attn.pattern(u + pos, u + pos)  # [batch, head, q, k]
-    v = torch.einsum("bpd,hde->bhpe", u, block.attn.W_V) + block.attn.b_V[:, None, :]
-    z = pattern @ v  # [batch, head, pos, d_head]
+    _, acts = model.run_with_cache(tokens, stop_at_layer=1)
+    pattern = acts["blocks.0.attn.hook_pattern"]  # [batch, head, query_pos, key_pos]
     n = tokens.shape[1]
-    diag = torch.zeros(tokens.shape[0], model.cfg.n_heads, n, n_offsets)
+    diag = pattern.new_zeros(tokens.shape[0], n, model.cfg.n_heads, n_offsets)
     for k in range(min(n_offsets, n)):
-        diag[:, :, k:, k] = pattern.diagonal(offset=-k, dim1=-2, dim2=-1)
-    return {"v": v.transpose(1, 2), "z": z.transpose(1, 2), "diag": diag.transpose(1, 2)}
+        diag[:, k:, :, k] = pattern.diagonal(offset=-k, dim1=-2, dim2=-1).transpose(1, 2)
+    return {"v": acts["blocks.0.attn.hook_v"], "z": acts["blocks.0.attn.hook_z"], "diag": diag}
+
+
+def cache_shapes(model: AttnOnlyTransformer, n_seq: int, n_pos: int, n_offsets: int) -> dict[str, tuple]:
+    h, e = model.cfg.n_heads, model.cfg.d_head
+    return {"v": (n_seq, n_pos, h, e), "z": (n_seq, n_pos, h, e), "diag": (n_seq, n_pos, h, n_offsets)}
+
+
+@torch.no_grad()
+def fill_cache(out: dict, model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int, batch_size: int,
+               progress: bool = True, device: str | torch.device = "cpu") -> None:
+    """Write the cache of every sequence, batch by batch, into `out` (arrays shaped as
+    `cache_shapes` says: numpy memmaps or tensors). tokens [seq, pos + 1]: inputs and the last
+    target; only the inputs are run."""
+    model = model.to(device)
+    for start in tqdm(range(0, len(tokens), batch_size), desc="cache layer 0", unit="batch", disable=not progress):
+        batch = layer0_cache(model, tokens[start : start + batch_size, :-1].to(device), n_offsets)
+        for key, value in batch.items():
+            target = out[key]
+            if isinstance(target, np.ndarray):
+                target[start : start + len(value)] = value.cpu().numpy().astype(target.dtype)
+            else:
+                target[start : start + len(value)] = value.to(target.dtype)
 
 
 def build_cache(model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int, batch_size: int,
                 dtype: torch.dtype = torch.float16, progress: bool = True) -> dict[str, torch.Tensor]:
-    """The cache of every sequence: tokens [seq, pos + 1] (inputs and the last target) →
-    {v, z, diag} stored in `dtype`."""
-    parts: dict[str, list[torch.Tensor]] = {"v": [], "z": [], "diag": []}
-    for start in tqdm(range(0, len(tokens), batch_size), desc="cache layer 0", unit="batch", disable=not progress):
-        batch = layer0_cache(model, tokens[start : start + batch_size, :-1], n_offsets)
-        for key, value in batch.items():
-            parts[key].append(value.to(dtype))
-    return {key: torch.cat(value) for key, value in parts.items()}
-
-
-# --- sources -----------------------------------------------------------------------------------
-
-@dataclass
-class Sources:
-    """For one batch, which sequence each source reads at each position: [batch, pos] indices
-    into the cache (clean: the sequence itself; other: its partner; resamplers: per position)."""
-    index: dict[str, torch.Tensor]
-
-
-class Batch:
-    """The cached arrays of one batch as float32, gathered per source on first use."""
-
-    def __init__(self, cache: dict[str, torch.Tensor], sources: Sources):
-        self.cache, self.sources = cache, sources
-        self.memo: dict[tuple, torch.Tensor] = {}
-
-    def take(self, key: str, source: str, shift: int = 0) -> torch.Tensor:
-        """cache[key] of `source` at key position t - shift for every query position t:
-        [batch, pos, head, ...]; zero where t - shift < 0."""
-        memo_key = (key, source, shift)
-        if memo_key not in self.memo:
-            seq = self.sources.index[source]  # [batch, pos]
-            n_pos = seq.shape[1]
-            pos = torch.arange(n_pos) - shift
-            out = self.cache[key][seq, pos.clamp(min=0)].float()
-            if shift:
-                out[:, :shift] = 0
-            self.memo[memo_key] = out
-        return self.memo[memo_key]
-
-
-def head_z(batch: Batch, head: int, spec) -> torch.Tensor:
-    """A layer-0 head's output before W_O, rebuilt as `spec` says: [batch, pos, d_head]."""
-    if isinstance(spec, Whole):
-        return batch.take("z", spec.source)[:, :, head]
-    if isinstance(spec, Residual):
-        identity = batch.take("v", spec.identity)[:, :, head]
-        rest = batch.take("z", spec.rest)[:, :, head] - batch.take("v", spec.rest)[:, :, head]
-        return identity + rest
-    assert isinstance(spec, Masked)
-    out = batch.take("z", spec.outside)[:, :, head].clone()
-    for k in spec.offsets:
-        a_in = batch.take("diag", spec.pattern)[:, :, head, k, None]
-        a_out = batch.take("diag", spec.outside)[:, :, head, k, None]
-        out += a_in * batch.take("v", spec.values, k)[:, :, head] - a_out * batch.take("v", spec.outside, k)[:, :, head]
+    """The cache of every sequence in memory: {v, z, diag} tensors in `dtype`."""
+    shapes = cache_shapes(model, len(tokens), tokens.shape[1] - 1, n_offsets)
+    out = {key: torch.empty(shape, dtype=dtype) for key, shape in shapes.items()}
+    fill_cache(out, model, tokens, n_offsets, batch_size, progress)
     return out
 
 
-def residual(model: AttnOnlyTransformer, batch: Batch, tokens: dict[str, torch.Tensor], spec: InputSpec,
-             roles: dict) -> torch.Tensor:
-    """R = x^emb + Σ_j out_j (each as `spec` says) + b_O of layer 0: [batch, pos, d_model]."""
-    attn = model.blocks[0].attn
-    z = torch.stack([head_z(batch, j, spec.for_head(f"0.{j}", roles)) for j in range(model.cfg.n_heads)], dim=2)
-    return model.embed(tokens[spec.embedding]) + torch.einsum("bphe,hed->bpd", z, attn.W_O) + attn.b_O
+def write_cache(folder: Path, model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int, batch_size: int,
+                dtype: str = "float16", progress: bool = True, device: str | torch.device = "cpu") -> dict[str, tuple]:
+    """The cache of every sequence as folder/{v,z,diag}.npy, written batch by batch through
+    memory maps (memory does not grow with the number of sequences). Returns the shapes."""
+    shapes = cache_shapes(model, len(tokens), tokens.shape[1] - 1, n_offsets)
+    out = {key: np.lib.format.open_memmap(folder / f"{key}.npy", mode="w+", dtype=dtype, shape=shape)
+           for key, shape in shapes.items()}
+    fill_cache(out, model, tokens, n_offsets, batch_size, progress, device)
+    for array in out.values():
+        array.flush()
+    return shapes
 
 
-def layer1_heads(model: AttnOnlyTransformer, heads: list[int], rq, rk, rv) -> torch.Tensor:
-    """Σ over `heads` of layer-1 head outputs (b_O excluded), each head's query, key and value
-    read from rq, rk, rv [batch, pos, d_model]: [batch, pos, d_model]."""
-    block = model.blocks[1]
-    a = block.attn
-    pos = model.positions(rq.shape[1])
-    q_in, k_in = block.ln1(rq) + pos, block.ln1(rk) + pos
-    v_in = block.ln1(rv)
-    idx = torch.tensor(heads)
-    q = torch.einsum("bpd,hde->bhpe", q_in, a.W_Q[idx]) + a.b_Q[idx, None, :]
-    k = torch.einsum("bpd,hde->bhpe", k_in, a.W_K[idx]) + a.b_K[idx, None, :]
-    v = torch.einsum("bpd,hde->bhpe", v_in, a.W_V[idx]) + a.b_V[idx, None, :]
-    z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [batch, head, pos, d_head]
-    return torch.einsum("bhpe,hed->bpd", z, a.W_O[idx])
+def read_cache(folder: Path) -> dict[str, np.ndarray]:
+    """folder/{v,z,diag}.npy, memory-mapped read-only."""
+    return {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in CACHE_KEYS}
 
 
-def head_index(name: str) -> int:
-    return int(name.split(".")[1])
+# --- one batch: gathering sources, rebuilding residuals ------------------------------------------
+
+class Batch:
+    """One batch of sequences: which sequence each source reads at each position, the cached
+    arrays gathered per (array, source, position set, shift) on first use as float32, and every
+    residual built once.
+
+    Two position sets: "keys" (every position up to the batch's last scored one, [batch, n_k])
+    and "queries" (each sequence's scored positions, padded to the batch's largest count,
+    [batch, n_q])."""
+
+    def __init__(self, model: AttnOnlyTransformer, cache: dict, tokens: np.ndarray, index: dict[str, np.ndarray],
+                 positions: dict[str, np.ndarray], roles: dict, device: torch.device):
+        self.model, self.cache, self.tokens, self.index = model, cache, tokens, index
+        self.positions, self.roles, self.device = positions, roles, device
+        self.memo: dict[tuple, torch.Tensor] = {}
+        self.residuals: dict[tuple, torch.Tensor] = {}
+
+    def take(self, key: str, source: str, where: str, shift: int = 0) -> torch.Tensor:
+        """cache[key] of `source` at position p - shift for each position p of the set `where`
+        (the sequence `source` names at p): [batch, n, head, ...]; zero where p - shift < 0."""
+        memo_key = (key, source, where, shift)
+        if memo_key not in self.memo:
+            pos = self.positions[where]  # [batch, n]
+            seq = np.take_along_axis(self.index[source], pos, axis=1)
+            out = _gather(self.cache[key], seq, np.maximum(pos - shift, 0)).float()
+            if shift:
+                out[torch.from_numpy(pos < shift)] = 0
+            self.memo[memo_key] = out.to(self.device)
+        return self.memo[memo_key]
+
+    def heads_z(self, heads: list[int], spec, where: str) -> torch.Tensor:
+        """The outputs before W_O of layer-0 `heads` that share one spec, rebuilt as `spec` says:
+        [batch, n, len(heads), d_head]."""
+        def take(key: str, source: str, shift: int = 0) -> torch.Tensor:
+            out = self.take(key, source, where, shift)
+            return out if len(heads) == out.shape[2] else out[:, :, heads]
+
+        if isinstance(spec, Whole):
+            return take("z", spec.source)
+        if isinstance(spec, Residual):
+            return take("v", spec.identity) + (take("z", spec.rest) - take("v", spec.rest))
+        assert isinstance(spec, Masked)
+        out = take("z", spec.outside).clone()
+        for k in spec.offsets:
+            a_in = take("diag", spec.pattern)[..., k, None]
+            a_out = take("diag", spec.outside)[..., k, None]
+            out += a_in * take("v", spec.values, k) - a_out * take("v", spec.outside, k)
+        return out
+
+    def residual(self, spec: InputSpec, where: str) -> torch.Tensor:
+        """R = x^emb + Σ_j out_j (each as `spec` says) + b_O of layer 0 at the positions `where`:
+        [batch, n, d_model]. Query positions reuse a residual already built at every key position."""
+        memo_key = (_spec_key(spec), where)
+        if memo_key not in self.residuals:
+            full = self.residuals.get((_spec_key(spec), "keys"))
+            if where == "queries" and full is not None:
+                self.residuals[memo_key] = _at(full, self.positions["queries"])
+            else:
+                model, attn = self.model, self.model.blocks[0].attn
+                groups: dict = {}  # heads that share a spec are rebuilt together
+                for j in range(model.cfg.n_heads):
+                    groups.setdefault(spec.for_head(head_name(0, j), self.roles), []).append(j)
+                pos = self.positions[where]
+                z = torch.empty(*pos.shape, model.cfg.n_heads, model.cfg.d_head, device=self.device)
+                for head_spec, heads in groups.items():
+                    z[:, :, heads] = self.heads_z(heads, head_spec, where)
+                seq = np.take_along_axis(self.index[spec.embedding], pos, axis=1)
+                tokens = torch.from_numpy(self.tokens[seq, pos]).to(self.device)
+                self.residuals[memo_key] = model.W_E[tokens] + attn.output(z.transpose(1, 2)) + attn.b_O
+        return self.residuals[memo_key]
+
+
+def _gather(array, seq: np.ndarray, pos: np.ndarray) -> torch.Tensor:
+    """array[seq, pos] for index arrays [batch, n]; a memory-mapped array reads only those rows."""
+    if isinstance(array, torch.Tensor):
+        return array[torch.from_numpy(np.ascontiguousarray(seq)), torch.from_numpy(np.ascontiguousarray(pos))]
+    return torch.from_numpy(np.ascontiguousarray(array[seq, pos]))
+
+
+def _spec_key(spec: InputSpec) -> tuple:
+    return (spec.embedding, tuple(sorted(spec.heads.items())))
+
+
+def _at(x: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+    """x [batch, n, ...] at positions [batch, m] → [batch, m, ...]."""
+    index = torch.from_numpy(positions).to(x.device)
+    return x[torch.arange(len(x), device=x.device)[:, None], index]
+
+
+class Layer1:
+    """Layer 1 of one batch at the scored positions: the clean part every scrub shares, and the
+    induction heads' output for any choice of query, key and value residuals."""
+
+    def __init__(self, batch: Batch, induction: list[int]):
+        self.batch, self.model = batch, batch.model
+        self.block = self.model.blocks[1]
+        device = batch.device
+        n_heads = self.model.cfg.n_heads
+        self.induction = torch.tensor(induction, device=device)
+        self.rest = torch.tensor([h for h in range(n_heads) if h not in induction], device=device)
+        qpos = batch.positions["queries"]  # [batch, n_q]
+        n_k = batch.positions["keys"].shape[1]
+        pos = self.model.positions(n_k)
+        self.pos_k, self.pos_q = pos[None], _at(pos[None].expand(len(qpos), -1, -1), qpos)
+        # attend to s ≤ t: [batch, 1, n_q, n_k]
+        self.allowed = (torch.arange(n_k, device=device)[None, None, :] <= torch.from_numpy(qpos).to(device)[:, :, None])[:, None]
+        self.projected: dict[tuple, torch.Tensor] = {}
+
+    def project(self, spec: InputSpec, which: str) -> torch.Tensor:
+        """Queries (at scored positions), keys or values (at key positions) of the induction heads
+        from the residual `spec` builds: [batch, head, n, d_head]. The clean residual's are slices
+        of all heads' projections, which the clean layer 1 needs anyway."""
+        memo_key = (_spec_key(spec), which)
+        if memo_key not in self.projected:
+            if _spec_key(spec) == _spec_key(CLEAN):
+                self.projected[memo_key] = self._clean(which)[:, self.induction]
+            else:
+                self.projected[memo_key] = self._project(spec, which, self.induction)
+        return self.projected[memo_key]
+
+    def _project(self, spec: InputSpec, which: str, heads: torch.Tensor | None) -> torch.Tensor:
+        where = "queries" if which == "Q" else "keys"
+        u = self.block.ln1(self.batch.residual(spec, where))
+        if which != "V":
+            u = u + (self.pos_q if which == "Q" else self.pos_k)
+        return self.block.attn.project(u, which, heads)
+
+    def _clean(self, which: str) -> torch.Tensor:
+        memo_key = ("clean, every head", which)
+        if memo_key not in self.projected:
+            self.projected[memo_key] = self._project(CLEAN, which, None)
+        return self.projected[memo_key]
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """z [batch, head, n_q, d_head] of queries q at the scored positions over keys k, values v."""
+        scores = (q @ k.transpose(-1, -2)) / self.block.attn.scale  # [batch, head, n_q, n_k]
+        return scores.masked_fill(~self.allowed, float("-inf")).softmax(dim=-1) @ v
+
+    def clean_rest(self) -> torch.Tensor:
+        """r1 + the non-induction heads + b_O at the scored positions: what no scrub touches
+        [batch, n_q, d_model]."""
+        attn = self.block.attn
+        # keys and values first: the query residual is then a gather of the full one
+        k, v = self._clean("K")[:, self.rest], self._clean("V")[:, self.rest]
+        z = self.attend(self._clean("Q")[:, self.rest], k, v)
+        return self.batch.residual(CLEAN, "queries") + attn.output(z, self.rest) + attn.b_O
+
+    def induction_out(self, q_spec: InputSpec, k_spec: InputSpec, v_spec: InputSpec) -> torch.Tensor:
+        """Σ of the induction heads' outputs at the scored positions, with queries, keys and values
+        from the three residuals: [batch, n_q, d_model]."""
+        k, v = self.project(k_spec, "K"), self.project(v_spec, "V")
+        z = self.attend(self.project(q_spec, "Q"), k, v)
+        return self.block.attn.output(z, self.induction)
 
 
 # --- scoring -----------------------------------------------------------------------------------
 
 @dataclass
 class Losses:
-    """Per sequence: summed loss over scored positions and their count. [seq] each."""
+    """Per scored position: its sequence, its position and its loss ([n_scored] each), and per
+    sequence the summed loss and the number of scored positions ([seq] each)."""
+    seq: np.ndarray
+    pos: np.ndarray
+    loss: np.ndarray
     loss_sum: np.ndarray
     count: np.ndarray
 
@@ -151,77 +279,88 @@ class Losses:
         return float(self.loss_sum.sum() / max(1, self.count.sum()))
 
 
+def scored_positions(scored_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scored_rows [batch, pos] bool → (query positions [batch, n_q] padded with 0, valid
+    [batch, n_q], key positions [batch, n_k] with n_k one past the last scored position)."""
+    counts = scored_rows.sum(axis=1)
+    n_q = max(1, int(counts.max()))
+    # each row's scored positions first, in order (a stable sort of "not scored")
+    order = np.argsort(~scored_rows, axis=1, kind="stable")[:, :n_q]
+    valid = np.arange(n_q)[None, :] < counts[:, None]
+    queries = np.where(valid, order, 0)
+    n_k = int(queries.max()) + 1
+    keys = np.broadcast_to(np.arange(n_k), (len(scored_rows), n_k))
+    return queries, valid, keys
+
+
 @torch.no_grad()
-def scrub_losses(model: AttnOnlyTransformer, cache: dict[str, torch.Tensor], tokens: torch.Tensor,
-                 other: np.ndarray, hypothesis: Hypothesis, roles: dict, scored: np.ndarray,
+def scrub_losses(model: AttnOnlyTransformer, cache: dict, tokens: torch.Tensor | np.ndarray,
+                 other: np.ndarray, hypothesis, roles: dict, scored: np.ndarray,
                  parts: list[str], resampled: dict[str, np.ndarray] | None = None, batch_size: int = 32,
-                 progress: bool = True) -> dict[str, Losses]:
+                 progress: bool = True, device: str | torch.device = "cpu") -> dict[str, Losses]:
     """Losses of `hypothesis` for each part (q, k, v, all), plus `original` (every input clean) and
     `baseline` (every input of the induction heads from the partner sequence).
 
-    tokens [seq, pos + 1]; other [seq]: each sequence's partner; scored [d_vocab] bool: a
-    position t counts when its input token tokens[t] is scored (the whitelist); resampled:
-    resampler name → [seq, pos] drawn sequence per position."""
+    tokens [seq, pos + 1]; cache: {v, z, diag} arrays (tensors or memory-mapped numpy);
+    other [seq]: each sequence's partner; scored [d_vocab] bool: a position t counts when its
+    input token tokens[t] is scored (the whitelist); resampled: resampler name → [seq, pos] drawn
+    sequence per position."""
     resampled = resampled or {}
     missing = hypothesis.sources() - {"clean", "other"} - set(resampled)
     if missing:
         raise ValueError(f"no resampled draws for sources {sorted(missing)}")
-    n_seq, n_pos = tokens.shape[0], tokens.shape[1] - 1
-    if hypothesis.max_offset() >= cache["diag"].shape[-1]:
+    n_offsets = cache["diag"].shape[-1]
+    if hypothesis.max_offset() >= n_offsets:
         raise ValueError(f"the hypothesis masks offset {hypothesis.max_offset()} but the cache holds "
-                         f"{cache['diag'].shape[-1]} diagonals (raise cache.n_offsets)")
-    induction = [head_index(h) for h in roles["induction"]]
-    scored_t = torch.as_tensor(scored, dtype=torch.bool)
+                         f"{n_offsets} diagonals (raise cache.n_offsets)")
+    device = torch.device(device)
+    model = model.to(device)
+    tokens = np.asarray(tokens, dtype=np.int64)
+    n_seq, n_pos = tokens.shape[0], tokens.shape[1] - 1
+    induction = [parse_head_name(h)[1] for h in roles["induction"]]
+    scored = np.asarray(scored, dtype=bool)
+    other = np.asarray(other, dtype=np.int64)
     names = ["original", "baseline"] + list(parts)
-    sums = {n: np.zeros(n_seq) for n in names}
-    counts = np.zeros(n_seq)
-    # copies: pairings read from Parquet arrive as read-only arrays, which torch will not wrap
-    other_t = torch.from_numpy(np.array(other, dtype=np.int64))
-    draws_t = {name: torch.from_numpy(np.array(draws, dtype=np.int64)) for name, draws in resampled.items()}
+    per_position: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    where_seq, where_pos = [], []
+    # Batches of sequences whose last scored positions are close: keys are computed up to the
+    # batch's last scored position, so this spares the work past each sequence's own.
+    scored_all = scored[tokens[:, :-1]]  # [seq, pos]
+    last = np.where(scored_all.any(axis=1), n_pos - 1 - np.argmax(scored_all[:, ::-1], axis=1), -1)
+    order = np.argsort(last, kind="stable")
     for start in tqdm(range(0, n_seq, batch_size), desc=f"scrub {hypothesis.name}", unit="batch", disable=not progress):
-        rows = torch.arange(start, min(start + batch_size, n_seq))
-        index = {"clean": rows[:, None].expand(-1, n_pos),
-                 "other": other_t[rows][:, None].expand(-1, n_pos)}
-        index.update({name: draws[rows] for name, draws in draws_t.items()})
-        batch = Batch(cache, Sources(index))
-        tok_of = {s: tokens[idx, torch.arange(n_pos)] for s, idx in index.items()}  # [batch, pos]
+        rows = order[start : start + batch_size]
+        scored_rows = scored_all[rows]  # [batch, pos]
+        if not scored_rows.any():
+            continue
+        queries, valid, keys = scored_positions(scored_rows)
+        index = {"clean": np.broadcast_to(rows[:, None], (len(rows), n_pos)),
+                 "other": np.broadcast_to(other[rows][:, None], (len(rows), n_pos))}
+        index.update({name: np.asarray(draws[rows]) for name, draws in resampled.items()})
+        batch = Batch(model, cache, tokens, index, {"queries": queries, "keys": keys}, roles, device)
+        layer1 = Layer1(batch, induction)
 
-        r1 = residual(model, batch, tok_of, CLEAN, roles)
-        clean_ind = layer1_heads(model, induction, r1, r1, r1)
-        # Everything but the induction heads: what no scrub touches. Adding the clean induction
-        # heads back gives the original; an all-clean hypothesis repeats these exact operations,
-        # so it recovers exactly 100%.
-        r2_rest = _clean_final(model, r1) - clean_ind
+        valid_t = torch.from_numpy(valid).to(device)
+        targets = torch.from_numpy(np.take_along_axis(tokens[rows], queries + 1, axis=1)).to(device)[valid_t]
+        rest = layer1.clean_rest()[valid_t]  # [n_scored, d_model]
 
-        mask = scored_t[tok_of["clean"]]  # [batch, pos]
-        targets = tokens[rows, 1:][mask]
-        counts[rows.numpy()] = mask.sum(dim=1).numpy()
+        def score(q_spec: InputSpec, k_spec: InputSpec, v_spec: InputSpec) -> np.ndarray:
+            resid = rest + layer1.induction_out(q_spec, k_spec, v_spec)[valid_t]
+            return F.cross_entropy(model.unembed(resid), targets, reduction="none").cpu().numpy()
 
-        def score(induction_out: torch.Tensor) -> np.ndarray:
-            logits = model.unembed((r2_rest + induction_out)[mask])  # scored positions only
-            losses = F.cross_entropy(logits, targets, reduction="none")
-            return torch.zeros(len(rows)).index_add_(0, mask.nonzero()[:, 0], losses).numpy()
-
-        sums["original"][rows.numpy()] = score(clean_ind)
-        r1_other = residual(model, batch, tok_of, OTHER, roles)
-        sums["baseline"][rows.numpy()] = score(layer1_heads(model, induction, r1_other, r1_other, r1_other))
-        built: dict[str, torch.Tensor] = {}
+        per_position["original"].append(score(CLEAN, CLEAN, CLEAN))
+        per_position["baseline"].append(score(OTHER, OTHER, OTHER))
         for part in parts:
-            r_in = {}
-            for name in ("q", "k", "v"):
-                if name in PARTS[part]:
-                    if name not in built:
-                        built[name] = residual(model, batch, tok_of, hypothesis.inputs[name], roles)
-                    r_in[name] = built[name]
-                else:
-                    r_in[name] = r1
-            sums[part][rows.numpy()] = score(layer1_heads(model, induction, r_in["q"], r_in["k"], r_in["v"]))
-    return {n: Losses(sums[n], counts.copy()) for n in names}
+            specs = [hypothesis.inputs[name] if name in PARTS[part] else CLEAN for name in ("q", "k", "v")]
+            per_position[part].append(score(*specs))
+        where_seq.append(np.broadcast_to(rows[:, None], valid.shape)[valid])
+        where_pos.append(queries[valid])
 
-
-def _clean_final(model: AttnOnlyTransformer, r1: torch.Tensor) -> torch.Tensor:
-    """The clean final residual r2 = r1 + layer 1(r1) [batch, pos, d_model]."""
-    block = model.blocks[1]
-    u = block.ln1(r1)
-    pos = model.positions(r1.shape[1])
-    return r1 + block.attn.summed(u + pos, u + pos, u)
+    seq = np.concatenate(where_seq) if where_seq else np.zeros(0, dtype=np.int64)
+    pos = np.concatenate(where_pos) if where_pos else np.zeros(0, dtype=np.int64)
+    count = np.bincount(seq, minlength=n_seq).astype(np.float64)
+    out = {}
+    for name in names:
+        loss = np.concatenate(per_position[name]) if per_position[name] else np.zeros(0, dtype=np.float32)
+        out[name] = Losses(seq, pos, loss, np.bincount(seq, weights=loss, minlength=n_seq), count)
+    return out
