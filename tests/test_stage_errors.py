@@ -227,3 +227,27 @@ def test_retraining_writes_an_identical_train_log():
     first, second = log(), log()
     assert json.dumps(first) == json.dumps(second)
     assert set(first[0]) == {"step", "train_loss", "probe"}
+
+
+def test_a_failed_report_under_dvc_keeps_the_committed_report(project):
+    """DVC deletes a `cache: false` output before running its stage unless it is `persist`; the
+    report's outputs are git-tracked, so a failed run must leave them as they were."""
+    shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")
+    keys = list(yaml.safe_load((project / "params.yaml").read_text())["hypotheses"])
+    for key in keys:
+        (project / f"data/scrub/{key}").mkdir(parents=True)
+        (project / f"data/scrub/{key}/metrics.json").write_text(json.dumps(fake_metrics(key, 50.0)))
+
+    def sh(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, cwd=project, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "--single-item", "report"],
+                ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        result = sh(*cmd)
+        assert result.returncode == 0, (cmd, result.stderr)
+    report = {name: (project / "reports" / name).read_bytes() for name in ("results.md", "results.csv", "recovered.png")}
+    (project / f"data/scrub/{keys[-1]}/metrics.json").unlink()
+    failed = sh("dvc", "repro", "--single-item", "report")
+    assert failed.returncode != 0 and f"hypotheses.{keys[-1]}" in failed.stderr
+    assert {name: (project / "reports" / name).read_bytes() for name in report} == report
+    assert sh("git", "status", "--porcelain", "reports").stdout == ""
