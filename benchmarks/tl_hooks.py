@@ -111,8 +111,8 @@ class Layer0:
 
     For a fixed source (clean, other) each query row reads one sequence, so pattern(S) is that
     sequence's [batch, head, t, s] and values(S) its [batch, s, head, d_head]. For a resampled
-    source, query row t of sequence n reads sequence draws[n, t]: pattern rows are gathered, and
-    values become per-query [batch, t, s, d_head] (one head at a time, they are large)."""
+    source, query row t of sequence n reads sequence draws[n, t]: pattern rows and per-query
+    values [batch, t, s, head, d_head] are gathered from layer 0 kept for every sequence."""
 
     def __init__(self, tl: HookedTransformer, inputs: torch.Tensor, seq: dict[str, torch.Tensor],
                  stores: dict[str, dict]):
