@@ -51,16 +51,18 @@ class Spec:
 
     null = False
 
-    def check(self, value: Any, at: str) -> None:
+    def check(self, value: Any, at: str, partial: bool = False) -> None:
+        """`partial`: keys a mapping lacks are not errors (a stage's params.yaml written by a test
+        may hold only what the stage reads); what is there is checked as usual."""
         if value == MISSING:
             raise ConfigError(at, f"has no value; give one, e.g. -S {at}=...")
         if value is None:
             if not self.null:
                 raise ConfigError(at, f"must be {self.describe()}, got null")
             return
-        self.check_value(value, at)
+        self.check_value(value, at, partial)
 
-    def check_value(self, value: Any, at: str) -> None:
+    def check_value(self, value: Any, at: str, partial: bool = False) -> None:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -75,7 +77,7 @@ class Int(Spec):
         bounds = [f"≥ {self.min}"] * (self.min is not None) + [f"≤ {self.max}"] * (self.max is not None)
         return "an integer" + (" " + " and ".join(bounds) if bounds else "") + (" or null" if self.null else "")
 
-    def check_value(self, value: Any, at: str) -> None:
+    def check_value(self, value: Any, at: str, partial: bool = False) -> None:
         # bool is an int to Python, but `true` for a count is a mistake
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
@@ -95,7 +97,7 @@ class Float(Spec):
                   if v is not None]
         return "a number" + (" " + " and ".join(bounds) if bounds else "") + (" or null" if self.null else "")
 
-    def check_value(self, value: Any, at: str) -> None:
+    def check_value(self, value: Any, at: str, partial: bool = False) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
         if ((self.min is not None and value < self.min) or (self.max is not None and value > self.max)
@@ -111,7 +113,7 @@ class Str(Spec):
         what = f"one of {', '.join(self.choices)}" if self.choices else "a string"
         return what + (" or null" if self.null else "")
 
-    def check_value(self, value: Any, at: str) -> None:
+    def check_value(self, value: Any, at: str, partial: bool = False) -> None:
         if not isinstance(value, str) or (self.choices and value not in self.choices):
             raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
 
@@ -120,7 +122,7 @@ class Bool(Spec):
     def describe(self) -> str:
         return "true or false"
 
-    def check_value(self, value: Any, at: str) -> None:
+    def check_value(self, value: Any, at: str, partial: bool = False) -> None:
         if not isinstance(value, bool):
             raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
 
@@ -133,14 +135,14 @@ class List(Spec):
         size = f"{self.length} " if self.length is not None else ""
         return f"a list of {size}items, each {self.item.describe()}" + (" (or null)" if self.null else "")
 
-    def check_value(self, value: Any, at: str) -> None:
+    def check_value(self, value: Any, at: str, partial: bool = False) -> None:
         if not isinstance(value, list):
             raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
         if (self.length is not None and len(value) != self.length) or len(value) < self.min_len:
             want = self.length if self.length is not None else f"at least {self.min_len}"
             raise ConfigError(at, f"must have {want} items, got {len(value)}")
         for i, item in enumerate(value):
-            self.item.check(item, f"{at}[{i}]")
+            self.item.check(item, f"{at}[{i}]", partial)
 
 
 class Anything(Spec):
@@ -150,7 +152,7 @@ class Anything(Spec):
     def describe(self) -> str:
         return "any value"
 
-    def check_value(self, value: Any, at: str) -> None:
+    def check_value(self, value: Any, at: str, partial: bool = False) -> None:
         pass
 
 
@@ -165,7 +167,7 @@ class Map(Spec):
     def describe(self) -> str:
         return "a mapping" + (" or null" if self.null else "")
 
-    def check_value(self, value: Any, at: str) -> None:
+    def check_value(self, value: Any, at: str, partial: bool = False) -> None:
         if not isinstance(value, dict):
             raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
         for key in value:
@@ -173,13 +175,13 @@ class Map(Spec):
                 raise ConfigError(join(at, key), f"unknown key; {at or 'params'} has {', '.join(self.fields)}")
         for key, spec in self.fields.items():
             if key in value:
-                spec.check(value[key], join(at, key))
-            elif key not in self.optional:
+                spec.check(value[key], join(at, key), partial)
+            elif key not in self.optional and not partial:
                 raise ConfigError(join(at, key), "missing")
         if self.extra is not None:
             for key, item in value.items():
                 if key not in self.fields:
-                    self.extra.check(item, join(at, str(key)))
+                    self.extra.check(item, join(at, str(key)), partial)
 
 
 class OneOf(Spec):
@@ -191,11 +193,19 @@ class OneOf(Spec):
     def describe(self) -> str:
         return "a mapping"
 
-    def check_value(self, value: Any, at: str) -> None:
+    def check_value(self, value: Any, at: str, partial: bool = False) -> None:
         if not isinstance(value, dict):
             raise ConfigError(at, f"must be {self.describe()}, got {value!r}")
+        if partial and self.key not in value:  # which option it is, unknown: check the keys every option has
+            common = set.intersection(*(set(option.fields) for option in self.options.values()))
+            for key in value:
+                if key not in set().union(*(option.fields for option in self.options.values())):
+                    raise ConfigError(join(at, key), "unknown key")
+            for key in common & set(value):
+                next(iter(self.options.values())).fields[key].check(value[key], join(at, key), partial)
+            return
         Str(self.options).check(value.get(self.key), join(at, self.key))
-        self.options[value[self.key]].check(value, at)
+        self.options[value[self.key]].check(value, at, partial)
 
 
 def join(at: str, key: Any) -> str:
@@ -277,13 +287,17 @@ def check(params: Any) -> None:
 
 
 def check_present(params: Any) -> None:
-    """As `check`, for the sections `params` has: a stage's params.yaml may hold only what the
-    stage reads (a test's, say); a missing section is the stage's `require` error."""
+    """`check` for a params.yaml that a stage loads. One written by hand for a single stage (a
+    test's) may lack keys: what it has is still checked, what it lacks is left to the stage's
+    `require`, and the checks across sections need them all."""
     if not isinstance(params, dict):
         raise ConfigError("params.yaml", f"must be a mapping of sections, got {params!r}")
-    Map(PARAMS.fields, optional=PARAMS.fields).check(params, "")
-    if all(section in params for section in ACROSS):
-        check_across(params)
+    try:
+        PARAMS.check(params, "")
+    except ConfigError:
+        PARAMS.check(params, "", partial=True)  # raises the error if it is not a missing key
+        return  # a partial file: the stage's `require` names what it lacks
+    check_across(params)
 
 
 ACROSS = ("model", "sequences", "cache", "heads", "roles", "hypotheses")  # the sections check_across reads

@@ -164,10 +164,18 @@ def test_loaded_models_have_their_own_keys():
 def test_a_partial_params_yaml_checks_the_sections_it_has():
     """A stage's params.yaml may hold only what it reads (tests write such files)."""
     schema.check_present({"pairing": {"seed": 7}})
+    schema.check_present({"model": {"path": "data/model/model.pt"}, "heads": {"repeat_length": 10}})
     with pytest.raises(ConfigError, match="pairing.seed"):
         schema.check_present({"pairing": {"seed": "7"}})
     with pytest.raises(ConfigError, match="scrub.batch_size"):
-        schema.check_present({"scrub": {**PARAMS["scrub"], "batch_size": 0}})
+        schema.check_present({"scrub": {"batch_size": 0}})
+    with pytest.raises(ConfigError, match="model.paht"):
+        schema.check_present({"model": {"paht": "data/model/model.pt"}})
+    with pytest.raises(ConfigError, match="model.n_ctx"):
+        schema.check_present({"model": {"source": "trained", "n_ctx": "abc"}})
+    # a complete file gets every check, across sections too
+    with pytest.raises(ConfigError, match="hypotheses.refined2.q.heads.all.mask"):
+        schema.check_present(edited("cache.n_offsets", 2))
 
 
 def test_the_parts_are_the_engines():
