@@ -264,6 +264,7 @@ PARAMS = Map({
     "model": OneOf("source", MODELS),
     "roles": Map({"prev": Str(null=True), "self": HEAD_LIST, "induction": HEAD_LIST}),
     "hypotheses": Map({}, extra=Anything()),
+    "device": Str(("auto", "cpu", "cuda")),
     "sequences": Map({"seq_len": Int(min=2), "max_sequences": Int(min=1, null=True), "min_sequences": COUNT}),
     "whitelist": Map({"beta": Float(), "threshold": Float(), "smoothing": Float(above=0)}),
     "pairing": Map({"seed": SEED}),

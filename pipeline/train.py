@@ -25,6 +25,7 @@ did on this corpus is measured in the README ("The default model").
 from __future__ import annotations
 
 import math
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -181,21 +182,27 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 @contextmanager
-def deterministic_algorithms():
+def deterministic_algorithms(device: torch.device = torch.device("cpu")):
     """With several threads, the CPU's accumulating index_put (the embedding's backward) adds in a
-    varying order; its deterministic variant makes the same params give the same weights."""
+    varying order; its deterministic variant makes the same params give the same weights. On a
+    GPU, cuBLAS needs a fixed workspace for that, and kernels without a deterministic variant
+    only warn: GPU training is repeatable as far as CUDA allows, not guaranteed bit for bit."""
     was = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(was)
 
 
-def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, evaluate=None) -> list[dict]:
-    """Train in place; `evaluate(model) -> dict` runs every `eval_every` steps and at the end.
-    Returns the log: one entry per evaluation."""
+def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, evaluate=None,
+          device: torch.device = torch.device("cpu")) -> list[dict]:
+    """Train in place on `device`; `evaluate(model) -> dict` runs on the CPU every `eval_every`
+    steps and at the end. Returns the log: one entry per evaluation. The model ends on the CPU."""
     torch.manual_seed(cfg.seed)
+    model.to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -206,12 +213,12 @@ def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, eva
     t0 = time.time()
     running = None
     bar = tqdm(range(cfg.steps), desc="train", unit="step", mininterval=5)
-    with deterministic_algorithms():
+    with deterministic_algorithms(device):
         for step in bar:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            rows = sampler(step)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            rows = sampler(step).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(rows[:, :-1])
             loss = F.cross_entropy(logits.float().flatten(0, 1), rows[:, 1:].flatten())
             opt.zero_grad(set_to_none=True)
@@ -221,14 +228,15 @@ def train(model: AttnOnlyTransformer, sampler: RowSampler, cfg: TrainConfig, eva
             running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
             last = step == cfg.steps - 1
             if evaluate is not None and ((step + 1) % cfg.eval_every == 0 or last):
-                model.eval()
+                model.to("cpu").eval()  # parameters move in place: the optimizer keeps them
                 # no wall-clock time in the log: retraining must give a bit-identical train_log.json
                 entry = {"step": step + 1, "train_loss": running, **evaluate(model)}
-                model.train()
+                model.to(device).train()
                 log.append(entry)
                 bar.set_postfix({k: round(v, 3) for k, v in entry.items() if isinstance(v, float)})
                 tqdm.write(str({k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()})
                            + f" after {time.time() - t0:.0f} s")
             elif step % 50 == 0:
                 bar.set_postfix(loss=round(running, 3))
+    model.to("cpu")
     return log

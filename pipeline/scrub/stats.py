@@ -5,6 +5,8 @@ import numpy as np
 
 from pipeline.scrub.engine import Losses
 
+BOOTSTRAP_CHUNK = 100
+
 
 def recovered(baseline: float, original: float, scrubbed: float) -> float:
     """(L_baseline - L_scrubbed) / (L_baseline - L_original) · 100; may leave [0, 100]."""
@@ -18,10 +20,18 @@ def summarize(losses: dict[str, Losses], parts: list[str], n_positions: int, sam
     `n_positions`: positions per sequence, for REMIX's scale (sum over all positions)."""
     original, baseline = losses["original"], losses["baseline"]
     n_seq = len(original.count)
+    names = ["original", "baseline"] + parts
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n_seq, np.full(n_seq, 1.0 / n_seq), size=samples).astype(np.float64)  # [sample, seq]
-    counts = weights @ original.count
-    boot = {name: (weights @ losses[name].loss_sum) / counts for name in ["original", "baseline"] + parts}
+    boot: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    # Resampling weights in chunks of samples, so memory stays bounded however many sequences
+    # there are; the generator draws row by row, so the chunks give the same draws as one call.
+    for start in range(0, samples, BOOTSTRAP_CHUNK):
+        size = min(BOOTSTRAP_CHUNK, samples - start)
+        weights = rng.multinomial(n_seq, np.full(n_seq, 1.0 / n_seq), size=size).astype(np.float64)  # [sample, seq]
+        counts = weights @ original.count
+        for name in names:
+            boot[name].append((weights @ losses[name].loss_sum) / counts)
+    boot = {name: np.concatenate(chunks) for name, chunks in boot.items()}
     out = {
         "original_loss": original.mean(),
         "baseline_loss": baseline.mean(),

@@ -7,17 +7,18 @@ float16) a sequence takes 301·8·(32 + 32 + 4)·2 B ≈ 327 KB.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from pipeline.checkpoint import load_checkpoint
-from pipeline.scrub import build_cache
-from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
+from pipeline.device import resolve_device
+from pipeline.scrub.engine import read_cache, write_cache
+from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
 from pipeline.tokenizer import load_sequences
 
 OUT = "data/cache_l0"
-DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
 def check_context(tokens: np.ndarray, n_ctx: int) -> None:
@@ -31,21 +32,22 @@ def main() -> None:
     model = load_checkpoint(require(params, "model.path"), "model.path")
     tokens = load_sequences("data/tokens/sequences.parquet")
     check_context(tokens, model.cfg.n_ctx)
-    cache = build_cache(model, torch.from_numpy(tokens), int(cfg["n_offsets"]), int(cfg["batch_size"]),
-                        DTYPES[cfg["dtype"]])
+    device = resolve_device(params.get("device", "auto"))
+    # Written batch by batch into memory-mapped files: memory does not grow with the sequences.
     with atomic_path(OUT) as tmp:
         tmp.mkdir()
-        for key, value in cache.items():
-            np.save(tmp / f"{key}.npy", value.numpy())
-        total = sum(v.numel() * v.element_size() for v in cache.values())
-        meta = {key: list(v.shape) for key, v in cache.items()}
+        shapes = write_cache(tmp, model, torch.from_numpy(tokens), int(cfg["n_offsets"]), int(cfg["batch_size"]),
+                             cfg["dtype"], device=device)
+        total = sum((tmp / f"{key}.npy").stat().st_size for key in shapes)
+        meta = {key: list(shape) for key, shape in shapes.items()}
         meta.update(dtype=cfg["dtype"], bytes_total=total, bytes_per_sequence=total // len(tokens))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"{len(tokens)} sequences, {total / 2**20:.0f} MiB ({total // len(tokens) // 1024} KiB per sequence) → {OUT}")
 
 
-def load_cache(folder: str = OUT) -> dict[str, torch.Tensor]:
-    return {key: torch.from_numpy(np.load(f"{folder}/{key}.npy")) for key in ("v", "z", "diag")}
+def load_cache(folder: str = OUT) -> dict[str, np.ndarray]:
+    """The cache, memory-mapped: a scrub reads only the rows of its batch."""
+    return read_cache(Path(folder))
 
 
 if __name__ == "__main__":

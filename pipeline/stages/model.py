@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from pipeline.checkpoint import load_checkpoint, load_redwood, save_checkpoint
+from pipeline.device import resolve_device
 from pipeline.model import AttnOnlyTransformer, ModelConfig
 from pipeline.scores import head_scores, induction_measurements, repeated_random_tokens
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
@@ -33,7 +34,7 @@ def training_stream(end_id: int) -> np.ndarray:
     return np.concatenate([np.append(np.asarray(t, dtype=np.int64), end_id) for t in docs])
 
 
-def trained_model(cfg: dict, meta: dict) -> tuple[AttnOnlyTransformer, list[dict]]:
+def trained_model(cfg: dict, meta: dict, device: torch.device = torch.device("cpu")) -> tuple[AttnOnlyTransformer, list[dict]]:
     arch = ModelConfig(d_vocab=meta["d_vocab"], n_ctx=cfg["n_ctx"], d_model=cfg["d_model"],
                        n_heads=cfg["n_heads"], d_head=cfg["d_head"], n_layers=cfg["n_layers"])
     if arch.n_heads * arch.d_head != arch.d_model:
@@ -86,7 +87,7 @@ def trained_model(cfg: dict, meta: dict) -> tuple[AttnOnlyTransformer, list[dict
             "repeat_gain_frequent": f["loss_first_half"] - f["loss_second_half"],
         }
 
-    log = train(model, sampler, train_cfg, evaluate)
+    log = train(model, sampler, train_cfg, evaluate, device)
     return model.eval(), log
 
 
@@ -96,7 +97,7 @@ def main() -> None:
     meta = json.loads(open(f"{TOKENS}/meta.json").read())
     source = cfg["source"]
     if source == "trained":
-        model, log = trained_model(cfg, meta)
+        model, log = trained_model(cfg, meta, resolve_device(require(params, "device")))
     elif source == "redwood":
         model, log = load_redwood(cfg["repo"], cfg.get("filename")), []
     elif source == "file":

@@ -3,8 +3,10 @@
     python -m pipeline.stages.scrub refined2
 
 Outputs in data/scrub/<hypothesis>/: metrics.json (original and baseline losses on the scored
-positions; per part the loss, % loss recovered and its bootstrap 95% interval) and
-losses.parquet (per sequence: loss sums and scored-position counts, for later analysis).
+positions; per part the loss, % loss recovered and its bootstrap 95% interval),
+losses.parquet (per sequence: loss sums and scored-position counts) and positions.parquet (per
+scored position: sequence, position, input token, target, and the loss of the original, the
+baseline and each part), which the report's breakdowns read instead of recomputing.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch
 from tokenizers import Tokenizer
 
 from pipeline.checkpoint import load_checkpoint
+from pipeline.device import resolve_device
 from pipeline.scrub import check_heads, classify_positions, draw_matching, parse_hypothesis, resolve_rules, scrub_losses, summarize
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
 from pipeline.stages.cache_l0 import load_cache
@@ -60,13 +63,19 @@ def main() -> None:
             print(f"{name}: {[(c, float((classes == i).mean())) for i, c in enumerate(list(resampler.classes) + ['other'])]}")
 
     losses = scrub_losses(model, cache, torch.from_numpy(tokens), other, hypothesis, roles, scored, parts,
-                          resampled, batch_size=int(cfg["batch_size"]))
+                          resampled, batch_size=int(cfg["batch_size"]),
+                          device=resolve_device(params.get("device", "auto")))
     metrics = {"hypothesis": key, "name": hypothesis.name,
                **summarize(losses, parts, tokens.shape[1] - 1, int(cfg["bootstrap_samples"]), int(cfg["seed"]))}
     out = f"data/scrub/{key}"
     with atomic_path(f"{out}/losses.parquet") as tmp:
         pd.DataFrame({"seq_id": np.arange(len(tokens)), "count": losses["original"].count,
                       **{f"loss_sum_{n}": l.loss_sum for n, l in losses.items()}}).to_parquet(tmp, index=False)
+    original = losses["original"]
+    with atomic_path(f"{out}/positions.parquet") as tmp:
+        pd.DataFrame({"seq_id": original.seq, "pos": original.pos, "token": tokens[original.seq, original.pos],
+                      "target": tokens[original.seq, original.pos + 1],
+                      **{f"loss_{n}": l.loss for n, l in losses.items()}}).to_parquet(tmp, index=False)
     write_json(f"{out}/metrics.json", metrics)
     print(json.dumps({p: round(metrics[p]["recovered"], 1) for p in parts}),
           f"original {metrics['original_loss']:.4f}, baseline {metrics['baseline_loss']:.4f}")
