@@ -308,6 +308,9 @@ def check_across(params: dict) -> None:
     """What one key's type cannot say: hypotheses, roles and lengths against each other."""
     model, seq, cache = params["model"], params["sequences"], params["cache"]
     trained = model["source"] == "trained"
+    if params["data"]["source"] == "redwood_validation" and params["tokenizer"]["kind"] != "gpt2":
+        raise ConfigError("tokenizer.kind", f"{params['tokenizer']['kind']}: data=redwood_validation holds "
+                                            f"GPT-2 token ids; use tokenizer=gpt2")
     if seq["max_sequences"] is not None and seq["max_sequences"] < seq["min_sequences"]:
         raise ConfigError("sequences.max_sequences",
                           f"{seq['max_sequences']} is below sequences.min_sequences={seq['min_sequences']}")

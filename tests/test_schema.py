@@ -161,6 +161,15 @@ def test_loaded_models_have_their_own_keys():
     schema.check({**edited("model", redwood), "sequences": {**PARAMS["sequences"], "seq_len": 5000}})
 
 
+def test_token_rows_need_the_tokenizer_they_were_made_with():
+    rows = {"source": "redwood_validation", "repo": "ArthurConmy/redwood_attn_2l", "filename": "validation_data.pt",
+            "file": None, "rows_start_with_begin": True, "max_documents": None, "heldout_fraction": 0.5,
+            "split_seed": 0}
+    err = error_of(edited("data", rows))
+    assert err.param == "tokenizer.kind" and "tokenizer=gpt2" in str(err)
+    schema.check({**edited("data", rows), "tokenizer": {"kind": "gpt2", "source": "gpt2", "begin_id": 50257}})
+
+
 def test_a_partial_params_yaml_checks_the_sections_it_has():
     """A stage's params.yaml may hold only what it reads (tests write such files)."""
     schema.check_present({"pairing": {"seed": 7}})
