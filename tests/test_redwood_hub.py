@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 
-from redwood_hub import BEGIN, CONFIG, END, FINAL, REPO, build_redwood_repo, copy_project, gpt2_package, tl_model
+from redwood_hub import BEGIN, CONFIG, DECOY, END, FINAL, REPO, build_redwood_repo, copy_project, gpt2_package, tl_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQ_LEN = 24
@@ -73,6 +73,19 @@ def test_every_stage_runs_offline_to_the_report(run):
     assert "up to date" in sh("dvc", "status", cwd=work, env=env).stdout
     roles = json.loads((work / "data/heads/roles.json").read_text())
     assert roles["prev"] == "0.0" and roles["induction"] == ["1.5", "1.6"], roles
+
+
+def test_the_simulated_cache_is_one_huggingface_hub_reads_as_its_own(run):
+    """huggingface_hub's own cache scanner (which checks refs, snapshots and blob links) sees the
+    fake repo, its main revision and every file."""
+    from huggingface_hub import scan_cache_dir
+
+    info = scan_cache_dir(Path(run[2]["HF_HOME"]) / "hub")
+    assert not info.warnings
+    [repo] = [r for r in info.repos if r.repo_id == REPO]
+    [revision] = repo.revisions
+    assert "main" in revision.refs
+    assert {f.file_name for f in revision.files} == {"config.json", FINAL, DECOY, "validation_data.pt", "README.md"}
 
 
 def test_the_tokens_are_gpt2_with_begin_and_end_at_the_top(run):
