@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from pipeline.model import AttnOnlyTransformer
 from pipeline.roles import head_name, parse_head_name
-from pipeline.scrub.hypothesis import InputSpec, Masked, Residual, Whole
+from pipeline.scrub.hypothesis import FIXED_SOURCES, InputSpec, Masked, Residual, Whole
 
 PARTS = {"q": ("q",), "k": ("k",), "v": ("v",), "all": ("q", "k", "v")}
 CACHE_KEYS = ("v", "z", "diag")
@@ -129,6 +129,13 @@ class Batch:
         """cache[key] of `source` at position p - shift for each position p of the set `where`
         (the sequence `source` names at p): [batch, n, head, ...]; zero where p - shift < 0."""
         memo_key = (key, source, where, shift)
+        if memo_key not in self.memo and shift and where == "keys" and source in FIXED_SOURCES:
+            # key positions are 0 … n_k - 1 of one sequence per row: a shift is a slice of the
+            # unshifted array, not another read of the cache
+            unshifted = self.take(key, source, where)
+            out = torch.zeros_like(unshifted)
+            out[:, shift:] = unshifted[:, : max(0, unshifted.shape[1] - shift)]
+            self.memo[memo_key] = out
         if memo_key not in self.memo:
             pos = self.positions[where]  # [batch, n]
             seq = np.take_along_axis(self.index[source], pos, axis=1)
@@ -151,10 +158,9 @@ class Batch:
             return take("v", spec.identity) + (take("z", spec.rest) - take("v", spec.rest))
         assert isinstance(spec, Masked)
         out = take("z", spec.outside).clone()
-        for k in spec.offsets:
-            a_in = take("diag", spec.pattern)[..., k, None]
-            a_out = take("diag", spec.outside)[..., k, None]
-            out += a_in * take("v", spec.values, k) - a_out * take("v", spec.outside, k)
+        for k in spec.offsets:  # in place: the arrays are large and memory-bound
+            out.addcmul_(take("diag", spec.pattern)[..., k, None], take("v", spec.values, k))
+            out.addcmul_(take("diag", spec.outside)[..., k, None], take("v", spec.outside, k), value=-1)
         return out
 
     def residual(self, spec: InputSpec, where: str) -> torch.Tensor:
@@ -171,12 +177,19 @@ class Batch:
                 for j in range(model.cfg.n_heads):
                     groups.setdefault(spec.for_head(head_name(0, j), self.roles), []).append(j)
                 pos = self.positions[where]
-                z = torch.empty(*pos.shape, model.cfg.n_heads, model.cfg.d_head, device=self.device)
-                for head_spec, heads in groups.items():
-                    z[:, :, heads] = self.heads_z(heads, head_spec, where)
+                if len(groups) == 1:
+                    (head_spec, heads), = groups.items()
+                    z = self.heads_z(heads, head_spec, where)
+                else:
+                    z = torch.empty(*pos.shape, model.cfg.n_heads, model.cfg.d_head, device=self.device)
+                    for head_spec, heads in groups.items():
+                        z[:, :, heads] = self.heads_z(heads, head_spec, where)
                 seq = np.take_along_axis(self.index[spec.embedding], pos, axis=1)
                 tokens = torch.from_numpy(self.tokens[seq, pos]).to(self.device)
-                self.residuals[memo_key] = model.W_E[tokens] + attn.output(z.transpose(1, 2)) + attn.b_O
+                resid = attn.output(z.transpose(1, 2))
+                resid += model.W_E[tokens]
+                resid += attn.b_O
+                self.residuals[memo_key] = resid
         return self.residuals[memo_key]
 
 
@@ -212,8 +225,9 @@ class Layer1:
         n_k = batch.positions["keys"].shape[1]
         pos = self.model.positions(n_k)
         self.pos_k, self.pos_q = pos[None], _at(pos[None].expand(len(qpos), -1, -1), qpos)
-        # attend to s ≤ t: [batch, 1, n_q, n_k]
-        self.allowed = (torch.arange(n_k, device=device)[None, None, :] <= torch.from_numpy(qpos).to(device)[:, :, None])[:, None]
+        # attend to s ≤ t: 0 there, -inf after t, added to the scores [batch, 1, n_q, n_k]
+        allowed = torch.arange(n_k, device=device)[None, None, :] <= torch.from_numpy(qpos).to(device)[:, :, None]
+        self.causal = torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, float("-inf"))[:, None]
         self.projected: dict[tuple, torch.Tensor] = {}
 
     def project(self, spec: InputSpec, which: str) -> torch.Tensor:
@@ -233,7 +247,8 @@ class Layer1:
         u = self.block.ln1(self.batch.residual(spec, where))
         if which != "V":
             u = u + (self.pos_q if which == "Q" else self.pos_k)
-        return self.block.attn.project(u, which, heads)
+        # contiguous once here, not at every part's attention that reads it
+        return self.block.attn.project(u, which, heads).contiguous()
 
     def _clean(self, which: str) -> torch.Tensor:
         memo_key = ("clean, every head", which)
@@ -244,7 +259,7 @@ class Layer1:
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """z [batch, head, n_q, d_head] of queries q at the scored positions over keys k, values v."""
         scores = (q @ k.transpose(-1, -2)) / self.block.attn.scale  # [batch, head, n_q, n_k]
-        return scores.masked_fill(~self.allowed, float("-inf")).softmax(dim=-1) @ v
+        return (scores + self.causal).softmax(dim=-1) @ v
 
     def clean_rest(self) -> torch.Tensor:
         """r1 + the non-induction heads + b_O at the scored positions: what no scrub touches

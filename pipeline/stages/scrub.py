@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,24 @@ from pipeline.scrub import check_heads, classify_positions, draw_matching, parse
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
 from pipeline.stages.cache_l0 import load_cache
 from pipeline.tokenizer import load_sequences
+
+
+def resampled_draws(hypothesis, tokens: np.ndarray, seed: int, quiet: bool = False,
+                    tokenizer_path: str | Path = "data/tokens/tokenizer.json") -> dict[str, np.ndarray]:
+    """Each resampler of the hypothesis: its classes resolved through the tokenizer in use and
+    the seeded draw per position ([seq, pos] sequence ids)."""
+    resampled = {}
+    if hypothesis.resamplers:
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        for name, resampler in hypothesis.resamplers.items():
+            rules = resolve_rules(resampler, lambda text: tokenizer.encode(text, add_special_tokens=False).ids)
+            classes = classify_positions(tokens[:, :-1], rules)
+            resampled[name] = draw_matching(classes, seed + resampler.seed)
+            if not quiet:
+                shares = [(c, round(float((classes == i).mean()), 4))
+                          for i, c in enumerate(list(resampler.classes) + ["other"])]
+                print(f"{name}: share of positions per class {shares}")
+    return resampled
 
 
 def main() -> None:
@@ -53,14 +72,7 @@ def main() -> None:
     if cache["z"].shape[0] != len(tokens):
         raise ConfigError("cache", "the layer-0 cache does not match the sequences; rerun `dvc repro`")
 
-    resampled = {}
-    if hypothesis.resamplers:
-        tokenizer = Tokenizer.from_file("data/tokens/tokenizer.json")
-        for name, resampler in hypothesis.resamplers.items():
-            rules = resolve_rules(resampler, lambda text: tokenizer.encode(text, add_special_tokens=False).ids)
-            classes = classify_positions(tokens[:, :-1], rules)
-            resampled[name] = draw_matching(classes, cfg["seed"] + resampler.seed)
-            print(f"{name}: {[(c, float((classes == i).mean())) for i, c in enumerate(list(resampler.classes) + ['other'])]}")
+    resampled = resampled_draws(hypothesis, tokens, cfg["seed"])
 
     losses = scrub_losses(model, cache, torch.from_numpy(tokens), other, hypothesis, roles, scored, parts,
                           resampled, batch_size=int(cfg["batch_size"]),
