@@ -366,16 +366,17 @@ from omegaconf.errors import InterpolationResolutionError
 
 
 class CompositionError(InterpolationResolutionError, _Base):
-    """A ConfigError met while composing conf/. Raised from the `checked` key's resolver, it
-    must be an InterpolationResolutionError for OmegaConf to pass it on unwrapped; DVC prints a
-    DvcException as one line, `ERROR: <message>`, where other errors get a banner."""
+    """A ConfigError (or one of Hydra's, made one line) met while composing conf/. Raised from
+    the `checked` key's resolver, it must be an InterpolationResolutionError for OmegaConf to pass
+    it on unwrapped; DVC prints a DvcException as one line, `ERROR: <message>`, where other errors
+    get a banner."""
 
-    def __init__(self, err: ConfigError):
+    def __init__(self, err: ConfigError | str):
         message = str(err)
         InterpolationResolutionError.__init__(self, message)
         if _Base is not Exception:
             _Base.__init__(self, message)
-        self.msg, self.param = message, err.param
+        self.msg, self.param = message, getattr(err, "param", None)
 
     def __str__(self) -> str:
         return self.msg

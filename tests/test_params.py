@@ -171,6 +171,12 @@ def test_dvc_exp_run_s_with_a_bad_value_prints_one_line_and_changes_nothing(tmp_
     assert result.returncode != 0
     assert result.stdout.strip() == ""
     assert result.stderr.strip().splitlines() == ["ERROR: scrub.batch_size: must be an integer ≥ 1, got 0"]
+    # Hydra's own errors, one line too (hydra_plugins/pipeline_checks.py)
+    result = sh("dvc", "exp", "run", "-S", "sequences.seq_lenn=3")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "ERROR: Could not override 'sequences.seq_lenn'. To append to your config use +sequences.seq_lenn=3: "
+        "Key 'seq_lenn' is not in struct"]
     assert sh("git", "status", "--porcelain").stdout == ""
     assert sh("dvc", "status").stdout == dvc_status
     assert sh("dvc", "exp", "list", "--all-commits").stdout.strip() == ""
