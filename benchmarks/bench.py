@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.checkpoint import load_checkpoint  # noqa: E402
 from pipeline.roles import parse_head_name  # noqa: E402
-from pipeline.scrub import parse_hypothesis, scrub_losses  # noqa: E402
+from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses  # noqa: E402
 from pipeline.scrub.engine import CLEAN, OTHER, PARTS, _spec_key, read_cache  # noqa: E402
 from pipeline.tokenizer import load_sequences  # noqa: E402
 
@@ -222,10 +222,15 @@ def main() -> None:
         seconds, rss, _ = run_process([sys.executable, "-m", "pipeline.stages.cache_l0"], work, args.threads)
         print(f"cache_l0 stage: {seconds:.1f} s, peak RSS {rss:.0f} MiB\n")
         cache = read_cache(work / "data/cache_l0")
+        # The stage's cache is float16, TransformerLens computes in float32 throughout: the
+        # exactness check also runs the engine on a float32 cache of the same sequences.
+        cache32 = build_cache(model, torch.from_numpy(tokens), params["cache"]["n_offsets"], 32, torch.float32,
+                              progress=False)
         from pipeline.stages.scrub import resampled_draws
 
         header = (f"{'hypothesis':<13} {'GFLOP':>6} {'bound s':>7} {'engine s':>8} {'×bound':>6} | "
-                  f"{'stage s':>7} {'RSS MiB':>7} | {'TL stage s':>10} {'RSS MiB':>7} {'TL/stage':>8} {'max |Δloss|':>11}")
+                  f"{'stage s':>7} {'RSS MiB':>7} | {'TL stage s':>10} {'RSS MiB':>7} {'TL/stage':>8} "
+                  f"{'Δ fp16':>7} {'Δ fp32':>7}")
         print(header)
         print("-" * len(header))
         for key in keys:
@@ -246,15 +251,19 @@ def main() -> None:
                                                "--tl-batch-size", str(args.tl_batch_size)], work, args.threads)
                 ours = pd.read_parquet(work / f"data/scrub/{key}/losses.parquet")
                 theirs = np.load(work / f"tl/{key}.npz")
-                delta = max(np.abs(ours[f"loss_sum_{name}"].to_numpy() - theirs[name]).max() for name in theirs.files)
-                line += f" {tl_s:10.1f} {tl_rss:7.0f} {tl_s / stage_s:7.1f}× {delta:11.1e}"
+                fp32 = scrub_losses(model, cache32, tokens, other, hypothesis, roles, scored, parts, resampled,
+                                    progress=False)
+                delta16 = max(_relative(ours[f"loss_sum_{name}"].to_numpy(), theirs[name]) for name in theirs.files)
+                delta32 = max(_relative(fp32[name].loss_sum, theirs[name]) for name in theirs.files)
+                line += f" {tl_s:10.1f} {tl_rss:7.0f} {tl_s / stage_s:7.1f}× {delta16:7.0e} {delta32:7.0e}"
             print(line, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\nGFLOP: the bound's matrix multiplies (original, baseline, Q, K, V, All); bound s = GFLOP / GEMM rate;"
           "\nengine s: scrub_losses in this process (best of 2); stage s: the whole `python -m pipeline.stages.scrub`"
-          "\nprocess (imports, loading, bootstrap, writing); TL: benchmarks/tl_hooks.py as a stage; Δloss: per-sequence"
-          "\nloss sums, engine stage vs TL.")
+          "\nprocess (imports, loading, bootstrap, writing); TL: benchmarks/tl_hooks.py as a stage; Δ: largest relative"
+          "\ndifference of a sequence's loss sum, TL against the engine stage (float16 cache) and against the engine on"
+          "\na float32 cache.")
 
 
 def synthetic(params: dict, n: int, threads: int, key: str) -> None:
@@ -308,6 +317,10 @@ def repro(threads: int) -> None:
         print(f"{'dvc repro (all)':<22} {total:6.1f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float((np.abs(a - b) / np.maximum(np.abs(b), 1e-6)).max())
 
 
 def _timed(fn) -> float:

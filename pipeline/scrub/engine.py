@@ -23,6 +23,7 @@ reads are loaded, so memory does not grow with the number of sequences.
 """
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,17 +68,17 @@ def cache_shapes(model: AttnOnlyTransformer, n_seq: int, n_pos: int, n_offsets: 
 def fill_cache(out: dict, model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int, batch_size: int,
                progress: bool = True, device: str | torch.device = "cpu") -> None:
     """Write the cache of every sequence, batch by batch, into `out` (arrays shaped as
-    `cache_shapes` says: numpy memmaps or tensors). tokens [seq, pos + 1]: inputs and the last
+    `cache_shapes` says: tensors, numpy arrays, or files written in order). tokens [seq, pos + 1]: inputs and the last
     target; only the inputs are run."""
     model = model.to(device)
     for start in tqdm(range(0, len(tokens), batch_size), desc="cache layer 0", unit="batch", disable=not progress):
         batch = layer0_cache(model, tokens[start : start + batch_size, :-1].to(device), n_offsets)
         for key, value in batch.items():
             target = out[key]
-            if isinstance(target, np.ndarray):
-                target[start : start + len(value)] = value.cpu().numpy().astype(target.dtype)
-            else:
+            if isinstance(target, torch.Tensor):
                 target[start : start + len(value)] = value.to(target.dtype)
+            else:  # a numpy array or a file being written
+                target[start : start + len(value)] = value.cpu().numpy()
 
 
 def build_cache(model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int, batch_size: int,
@@ -89,22 +90,47 @@ def build_cache(model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int
     return out
 
 
+class _AppendNpy:
+    """A .npy file written front to back, batch after batch, by plain writes: unlike a memory map,
+    the written pages never count as the process's memory."""
+
+    def __init__(self, path: Path, dtype: str, shape: tuple):
+        self.file, self.dtype, self.written = open(path, "wb"), np.dtype(dtype), 0
+        np.lib.format.write_array_header_1_0(self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                          "fortran_order": False, "shape": shape})
+
+    def __setitem__(self, rows: slice, value: np.ndarray) -> None:
+        assert rows.start == self.written, "batches are written in order"
+        self.file.write(np.ascontiguousarray(value, dtype=self.dtype).tobytes())
+        self.written += len(value)
+
+
 def write_cache(folder: Path, model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int, batch_size: int,
                 dtype: str = "float16", progress: bool = True, device: str | torch.device = "cpu") -> dict[str, tuple]:
-    """The cache of every sequence as folder/{v,z,diag}.npy, written batch by batch through
-    memory maps (memory does not grow with the number of sequences). Returns the shapes."""
+    """The cache of every sequence as folder/{v,z,diag}.npy, written batch by batch (memory does
+    not grow with the number of sequences). Returns the shapes."""
     shapes = cache_shapes(model, len(tokens), tokens.shape[1] - 1, n_offsets)
-    out = {key: np.lib.format.open_memmap(folder / f"{key}.npy", mode="w+", dtype=dtype, shape=shape)
-           for key, shape in shapes.items()}
-    fill_cache(out, model, tokens, n_offsets, batch_size, progress, device)
-    for array in out.values():
-        array.flush()
+    out = {key: _AppendNpy(folder / f"{key}.npy", dtype, shape) for key, shape in shapes.items()}
+    try:
+        fill_cache(out, model, tokens, n_offsets, batch_size, progress, device)
+    finally:
+        for writer in out.values():
+            writer.file.close()
     return shapes
 
 
 def read_cache(folder: Path) -> dict[str, np.ndarray]:
     """folder/{v,z,diag}.npy, memory-mapped read-only."""
     return {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in CACHE_KEYS}
+
+
+def _release(cache: dict) -> None:
+    """Let the kernel take back the pages of a memory-mapped cache that a batch has read: they
+    would otherwise stay resident, and a scrub's memory would grow to the size of the cache."""
+    for array in cache.values():
+        mapping = getattr(array, "_mmap", None)
+        if mapping is not None:
+            mapping.madvise(mmap.MADV_DONTNEED)
 
 
 # --- one batch: gathering sources, rebuilding residuals ------------------------------------------
@@ -370,6 +396,7 @@ def scrub_losses(model: AttnOnlyTransformer, cache: dict, tokens: torch.Tensor |
             per_position[part].append(score(*specs))
         where_seq.append(np.broadcast_to(rows[:, None], valid.shape)[valid])
         where_pos.append(queries[valid])
+        _release(cache)
 
     seq = np.concatenate(where_seq) if where_seq else np.zeros(0, dtype=np.int64)
     pos = np.concatenate(where_pos) if where_pos else np.zeros(0, dtype=np.int64)
