@@ -112,17 +112,30 @@ def flop_bound(hypothesis, roles: dict, model, tokens: np.ndarray, scored: np.nd
 
 # --- the stages, as processes ----------------------------------------------------------------------
 
+# Runs a module or script as __main__, then records the process's peak RSS. VmHWM, not
+# getrusage: a child's ru_maxrss starts from the RSS of the parent it was forked from.
+PEAK_RSS = """
+import runpy, sys
+target, sys.argv = sys.argv[1], sys.argv[1:]
+try:
+    runpy.run_path(target, run_name="__main__") if target.endswith(".py") else runpy.run_module(target, run_name="__main__", alter_sys=True)
+finally:
+    peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+    open("peak_rss_kib", "w").write(peak)
+"""
+
+
 def run_process(cmd: list[str], cwd: Path, threads: int) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MiB, output) of one process."""
+    """(wall seconds, peak RSS in MiB, output) of `python MODULE_OR_SCRIPT ARGS`, given as
+    [MODULE_OR_SCRIPT, ARGS...]."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, *cmd], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, output
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}")
+    return seconds, int((cwd / "peak_rss_kib").read_text()) / 1024, proc.stdout
 
 
 def tl_stage(key: str, batch_size: int) -> None:
@@ -219,7 +232,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         scratch(work, params, tokens, other, cache_from=None)
-        seconds, rss, _ = run_process([sys.executable, "-m", "pipeline.stages.cache_l0"], work, args.threads)
+        seconds, rss, _ = run_process(["pipeline.stages.cache_l0"], work, args.threads)
         print(f"cache_l0 stage: {seconds:.1f} s, peak RSS {rss:.0f} MiB\n")
         cache = read_cache(work / "data/cache_l0")
         # The stage's cache is float16, TransformerLens computes in float32 throughout: the
@@ -243,11 +256,11 @@ def main() -> None:
                                        batch_size=params["scrub"]["batch_size"], progress=False)
             run()  # warm: first-touch of the memory map, allocator
             engine = min(_timed(run) for _ in range(2))
-            stage_s, stage_rss, _ = run_process([sys.executable, "-m", "pipeline.stages.scrub", key], work, args.threads)
+            stage_s, stage_rss, _ = run_process(["pipeline.stages.scrub", key], work, args.threads)
             line = (f"{key:<13} {flops / 1e9:6.0f} {bound:7.2f} {engine:8.2f} {engine / bound:6.1f} | "
                     f"{stage_s:7.1f} {stage_rss:7.0f} |")
             if not args.skip_tl:
-                tl_s, tl_rss, _ = run_process([sys.executable, str(ROOT / "benchmarks/bench.py"), "--tl-stage", key,
+                tl_s, tl_rss, _ = run_process([str(ROOT / "benchmarks/bench.py"), "--tl-stage", key,
                                                "--tl-batch-size", str(args.tl_batch_size)], work, args.threads)
                 ours = pd.read_parquet(work / f"data/scrub/{key}/losses.parquet")
                 theirs = np.load(work / f"tl/{key}.npz")
@@ -276,10 +289,10 @@ def synthetic(params: dict, n: int, threads: int, key: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-synthetic-"))
     try:
         scratch(work, params, tokens, other, cache_from=None)
-        seconds, rss, _ = run_process([sys.executable, "-m", "pipeline.stages.cache_l0"], work, threads)
+        seconds, rss, _ = run_process(["pipeline.stages.cache_l0"], work, threads)
         size = sum(f.stat().st_size for f in (work / "data/cache_l0").glob("*.npy")) / 2**30
         print(f"{n} sequences: cache_l0 {seconds:.1f} s, peak RSS {rss:.0f} MiB, cache {size:.2f} GiB on disk")
-        seconds, rss, _ = run_process([sys.executable, "-m", "pipeline.stages.scrub", key], work, threads)
+        seconds, rss, _ = run_process(["pipeline.stages.scrub", key], work, threads)
         print(f"{n} sequences: scrub@{key} {seconds:.1f} s, peak RSS {rss:.0f} MiB")
     finally:
         shutil.rmtree(work, ignore_errors=True)

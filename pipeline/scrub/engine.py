@@ -23,7 +23,10 @@ reads are loaded, so memory does not grow with the number of sequences.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,12 +128,25 @@ def read_cache(folder: Path) -> dict[str, np.ndarray]:
 
 
 def _release(cache: dict) -> None:
-    """Let the kernel take back the pages of a memory-mapped cache that a batch has read: they
-    would otherwise stay resident, and a scrub's memory would grow to the size of the cache."""
+    """Hand back to the kernel what a batch leaves behind: the pages of a memory-mapped cache it
+    read, which would otherwise stay resident until the scrub held the whole cache, and the freed
+    heap, which glibc keeps (fragmented by batches of growing shapes) unless asked to trim."""
     for array in cache.values():
         mapping = getattr(array, "_mmap", None)
         if mapping is not None:
             mapping.madvise(mmap.MADV_DONTNEED)
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except OSError:  # not glibc: nothing to trim
+        return None
+
+
+_LIBC = _libc() if hasattr(_libc(), "malloc_trim") else None
 
 
 # --- one batch: gathering sources, rebuilding residuals ------------------------------------------
@@ -165,7 +181,7 @@ class Batch:
         if memo_key not in self.memo:
             pos = self.positions[where]  # [batch, n]
             seq = np.take_along_axis(self.index[source], pos, axis=1)
-            out = _gather(self.cache[key], seq, np.maximum(pos - shift, 0)).float()
+            out = _gather(self.cache[key], seq, np.maximum(pos - shift, 0), source not in FIXED_SOURCES).float()
             if shift:
                 out[torch.from_numpy(pos < shift)] = 0
             self.memo[memo_key] = out.to(self.device)
@@ -219,11 +235,31 @@ class Batch:
         return self.residuals[memo_key]
 
 
-def _gather(array, seq: np.ndarray, pos: np.ndarray) -> torch.Tensor:
-    """array[seq, pos] for index arrays [batch, n]; a memory-mapped array reads only those rows."""
+# A read through a memory map also maps up to 64 KiB around each page it touches (the kernel's
+# fault-around): fine for whole rows, but a resampled source reads one element of a random row at
+# each position, and a batch of such reads would map gigabytes of a large cache. Past this size,
+# scattered reads of a memory-mapped cache are plain file reads instead.
+SCATTERED_MMAP_LIMIT = 1 << 30
+
+
+def _gather(array, seq: np.ndarray, pos: np.ndarray, scattered: bool = False) -> torch.Tensor:
+    """array[seq, pos] for index arrays [batch, n]; a memory-mapped array reads only those rows,
+    or with `scattered` on a large file only those elements."""
     if isinstance(array, torch.Tensor):
         return array[torch.from_numpy(np.ascontiguousarray(seq)), torch.from_numpy(np.ascontiguousarray(pos))]
+    if scattered and isinstance(array, np.memmap) and array.nbytes > SCATTERED_MMAP_LIMIT:
+        return torch.from_numpy(_read_elements(array, seq, pos))
     return torch.from_numpy(np.ascontiguousarray(array[seq, pos]))
+
+
+def _read_elements(array: np.memmap, seq: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """array[seq, pos] of a memory-mapped .npy file by one read per element."""
+    size = array.strides[1]  # one (seq, pos) element: [head, ...] contiguous
+    offsets = array.offset + seq.astype(np.int64) * array.strides[0] + pos.astype(np.int64) * size
+    with open(array.filename, "rb", buffering=0) as f:
+        fd = f.fileno()
+        data = b"".join([os.pread(fd, size, int(o)) for o in offsets.ravel()])
+    return np.frombuffer(data, dtype=array.dtype).reshape(*seq.shape, *array.shape[2:]).copy()
 
 
 def _spec_key(spec: InputSpec) -> tuple:

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipeline.roles import ROLE_LAYER, parse_head_name
 from pipeline.stage import ConfigError
 
 FIXED_SOURCES = ("clean", "other")
 MASKS = {"cur": (0,), "prev": (1,), "last3": (0, 1, 2)}
 INPUTS = ("q", "k", "v")
-ROLES = ("prev", "self")
+# The roles a hypothesis may name: those of layer-0 heads (pipeline.roles has every role).
+ROLES = tuple(role for role, layer in ROLE_LAYER.items() if layer == 0)
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,10 @@ def check_heads(hyp: Hypothesis, key: str, n_heads: int) -> None:
         for head in spec.heads:
             if head in ("all",) + ROLES:
                 continue
-            layer, _, index = head.partition(".")
-            if layer != "0" or not index.isdigit() or int(index) >= n_heads:
+            try:
+                layer, index = parse_head_name(head)
+            except ValueError:
+                layer, index = None, None
+            if layer != 0 or index >= n_heads:
                 raise ConfigError(f"hypotheses.{key}.{name}.heads.{head}",
                                   f"unknown layer-0 head; use all, {', '.join(ROLES)} or 0.0 … 0.{n_heads - 1}")
