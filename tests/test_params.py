@@ -194,3 +194,16 @@ def test_overrides_do_not_carry_over_from_one_composition_to_the_next(tmp_path):
     assert run_params("--output", str(out), "preset=tiny", "scrub.seed=1").returncode == 0
     both = yaml.safe_load(out.read_text())
     assert both["sequences"]["seq_len"] == 48 and both["scrub"]["seed"] == 1
+
+
+# What each option needs beside itself to compose (a mandatory value, a matching tokenizer).
+OPTION_NEEDS = {"data=files": ["data.path=texts"], "model=file": ["model.file=model.pt"],
+                "data=redwood_validation": ["tokenizer=gpt2"]}
+
+
+@pytest.mark.parametrize("option", [f"{p.parent.name}={p.stem}" for group in ("data", "tokenizer", "model")
+                                    for p in sorted((ROOT / "conf" / group).glob("*.yaml"))])
+def test_every_group_option_in_conf_has_a_schema(tmp_path, option):
+    """Fails when a key is added to conf/ without its line in pipeline/schema.py."""
+    result = run_params("--output", str(tmp_path / "params.yaml"), option, *OPTION_NEEDS.get(option, []))
+    assert result.returncode == 0, result.stderr
