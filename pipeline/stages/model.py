@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline import paths
 from pipeline.checkpoint import load_checkpoint, load_redwood, save_checkpoint
 from pipeline.device import resolve_device
 from pipeline.model import AttnOnlyTransformer, ModelConfig
@@ -23,14 +24,12 @@ from pipeline.stage import ConfigError, atomic_path, load_params, require, run_s
 from pipeline.tokenizer import ordinary_ids
 from pipeline.train import RowSampler, TrainConfig, initialise_for_training, train
 
-TOKENS = "data/tokens"
-LOG = "data/model/train_log.json"
 EVAL_SEQUENCES = 16
 
 
 def training_stream(end_id: int) -> np.ndarray:
     """The training documents end to end, each closed by END: [tokens] int64."""
-    docs = pd.read_parquet(f"{TOKENS}/train.parquet").tokens
+    docs = pd.read_parquet(paths.TRAIN_TOKENS).tokens
     return np.concatenate([np.append(np.asarray(t, dtype=np.int64), end_id) for t in docs])
 
 
@@ -94,7 +93,7 @@ def trained_model(cfg: dict, meta: dict, device: torch.device = torch.device("cp
 def main() -> None:
     params = load_params()
     cfg = require(params, "model")
-    meta = json.loads(open(f"{TOKENS}/meta.json").read())
+    meta = json.loads(open(paths.TOKENS_META).read())
     source = cfg["source"]
     if source == "trained":
         model, log = trained_model(cfg, meta, resolve_device(require(params, "device")))
@@ -110,7 +109,7 @@ def main() -> None:
         raise ConfigError("tokenizer", f"the model has {model.cfg.d_vocab} tokens but the tokenizer {meta['d_vocab']}")
     with atomic_path(cfg["path"]) as tmp:
         save_checkpoint(model, tmp)
-    write_json(LOG, log)
+    write_json(paths.TRAIN_LOG, log)
 
 
 if __name__ == "__main__":

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipeline import paths
 from pipeline.pairing import pair_sequences
 from pipeline.stage import atomic_path, load_params, require, run_stage
 
-OUT = "data/pairing/pairing.parquet"
 
 
 def main() -> None:
     params = load_params()
     seed = require(params, "pairing.seed")
-    seq_ids = pd.read_parquet("data/tokens/sequences.parquet", columns=["seq_id"]).seq_id.to_numpy()
+    seq_ids = pd.read_parquet(paths.SEQUENCES, columns=["seq_id"]).seq_id.to_numpy()
     other = pair_sequences(len(seq_ids), seed)
-    with atomic_path(OUT) as tmp:
+    with atomic_path(paths.PAIRING) as tmp:
         pd.DataFrame({"seq_id": seq_ids, "other_seq_id": seq_ids[other]}).to_parquet(tmp, index=False)
-    print(f"{len(seq_ids)} sequences paired (seed {seed}) → {OUT}")
+    print(f"{len(seq_ids)} sequences paired (seed {seed}) → {paths.PAIRING}")
 
 
 if __name__ == "__main__":

