@@ -78,7 +78,9 @@ def chart(frame: pd.DataFrame, path: Path) -> None:
     for i, part in enumerate(parts):
         sub = frame[frame.part == part].set_index("hypothesis").reindex(names)
         x = np.arange(len(names)) + (i - (len(parts) - 1) / 2) * width
-        err = np.vstack([sub.recovered - sub.ci_low, sub.ci_high - sub.recovered])
+        # A percentile interval need not contain the point estimate (few sequences, a skewed
+        # ratio): the bar then shows no whisker on that side rather than a negative one.
+        err = np.clip(np.vstack([sub.recovered - sub.ci_low, sub.ci_high - sub.recovered]), 0, None)
         ax.bar(x, sub.recovered, width, yerr=err, capsize=2, label=part)
         ax.scatter(x, sub.writeup, marker="_", s=120, color="black", zorder=3, label="writeup" if i == 0 else None)
     ax.set_xticks(np.arange(len(names)), names, rotation=20)
