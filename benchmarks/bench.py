@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.checkpoint import load_checkpoint  # noqa: E402
 from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses  # noqa: E402
-from pipeline.scrub.engine import CLEAN, OTHER, PARTS, _spec_key, read_cache  # noqa: E402
+from pipeline.scrub.engine import CLEAN, OTHER, PARTS, _spec_key  # noqa: E402
+from pipeline.stages.cache_l0 import load_cache  # noqa: E402
 from pipeline.tokenizer import load_sequences  # noqa: E402
 
 STAGE_INPUTS = ("data/tokens/tokenizer.json", "data/whitelist/whitelist.parquet", "data/heads/roles.json")
@@ -180,7 +181,7 @@ def scratch(work: Path, params: dict, tokens: np.ndarray, other: np.ndarray, cac
     pd.DataFrame({"seq_id": np.arange(len(tokens)), "other_seq_id": other}).to_parquet(work / "data/pairing/pairing.parquet")
     if cache_from is not None:
         (work / "data/cache_l0").mkdir()
-        for key, array in read_cache(cache_from).items():
+        for key, array in load_cache(cache_from).items():
             np.save(work / f"data/cache_l0/{key}.npy", array[: len(tokens)])
 
 
@@ -233,7 +234,7 @@ def main() -> None:
         scratch(work, params, tokens, other, cache_from=None)
         seconds, rss, _ = run_process(["pipeline.stages.cache_l0"], work, args.threads)
         print(f"cache_l0 stage: {seconds:.1f} s, peak RSS {rss:.0f} MiB\n")
-        cache = read_cache(work / "data/cache_l0")
+        cache = load_cache(work / "data/cache_l0")
         # The stage's cache is float16, TransformerLens computes in float32 throughout: the
         # exactness check also runs the engine on a float32 cache of the same sequences.
         cache32 = build_cache(model, torch.from_numpy(tokens), params["cache"]["n_offsets"], 32, torch.float32,

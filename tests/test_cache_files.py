@@ -8,6 +8,7 @@ import torch
 
 import pipeline.scrub.engine as engine
 from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses
+from pipeline.stages.cache_l0 import load_cache, write_cache
 
 ROLES = {"prev": "0.0", "self": ["0.1"], "induction": ["1.5", "1.6"]}
 DRAWN = {"embedding": "clean", "heads": {"all": {"mask": "last3", "inside": {"pattern": "drawn", "values": "clean"},
@@ -20,13 +21,13 @@ HYPOTHESIS = {"resample": {"drawn": {"classes": {"x": {"current_token": ["."]}}}
 def files(model, sequences, tmp_path_factory):
     tokens = sequences[:10, :120]
     folder = tmp_path_factory.mktemp("cache")
-    shapes = engine.write_cache(folder, model, tokens, n_offsets=4, batch_size=4, dtype="float32", progress=False)
+    shapes = write_cache(folder, model, tokens, n_offsets=4, batch_size=4, dtype="float32", progress=False)
     return tokens, folder, shapes
 
 
 def test_written_cache_equals_the_cache_in_memory(model, files):
     tokens, folder, shapes = files
-    on_disk = engine.read_cache(folder)
+    on_disk = load_cache(folder)
     in_memory = build_cache(model, tokens, n_offsets=4, batch_size=3, dtype=torch.float32, progress=False)
     for key, shape in shapes.items():
         assert isinstance(on_disk[key], np.memmap) and on_disk[key].shape == shape
@@ -44,7 +45,7 @@ def test_scrubs_read_the_files_as_they_read_memory(model, files, monkeypatch, li
     scored[np.unique(tokens[:, 1:-1].numpy())[::3]] = True
     hypothesis = parse_hypothesis("t", HYPOTHESIS)
     args = (tokens, other, hypothesis, ROLES, scored, ["q", "k", "v", "all"], {"drawn": draws})
-    from_files = scrub_losses(model, engine.read_cache(folder), *args, batch_size=4, progress=False)
+    from_files = scrub_losses(model, load_cache(folder), *args, batch_size=4, progress=False)
     in_memory = build_cache(model, tokens, n_offsets=4, batch_size=4, dtype=torch.float32, progress=False)
     expected = scrub_losses(model, in_memory, *args, batch_size=4, progress=False)
     for name, losses in expected.items():

@@ -18,8 +18,9 @@ residual (the clean r1, the partner's, each rebuilt R of the hypothesis) is buil
 projected once per batch and shared by every part that reads it; the induction heads' weights are
 one matrix multiply. Every other layer-1 head and the direct path see the clean residual.
 
-The cache may be torch tensors or numpy arrays (memory-mapped .npy files): only the rows a batch
-reads are loaded, so memory does not grow with the number of sequences.
+The cache may be torch tensors or numpy arrays (memory-mapped .npy files, written and opened by
+the cache_l0 stage): only the rows a batch reads are loaded, so memory does not grow with the
+number of sequences.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ import ctypes.util
 import mmap
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,7 +40,6 @@ from pipeline.roles import head_name, parse_head_name
 from pipeline.scrub.hypothesis import FIXED_SOURCES, InputSpec, Masked, Residual, Whole
 
 PARTS = {"q": ("q",), "k": ("k",), "v": ("v",), "all": ("q", "k", "v")}
-CACHE_KEYS = ("v", "z", "diag")
 # The two fixed references: every input clean (the original) and every input from the partner
 # sequence (the baseline, R_q = R_k = R_v = r1^o).
 CLEAN = InputSpec("clean", {"all": Whole("clean")})
@@ -93,40 +92,6 @@ def build_cache(model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int
     return out
 
 
-class _AppendNpy:
-    """A .npy file written front to back, batch after batch, by plain writes: unlike a memory map,
-    the written pages never count as the process's memory."""
-
-    def __init__(self, path: Path, dtype: str, shape: tuple):
-        self.file, self.dtype, self.written = open(path, "wb"), np.dtype(dtype), 0
-        np.lib.format.write_array_header_1_0(self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype),
-                                                          "fortran_order": False, "shape": shape})
-
-    def __setitem__(self, rows: slice, value: np.ndarray) -> None:
-        assert rows.start == self.written, "batches are written in order"
-        self.file.write(np.ascontiguousarray(value, dtype=self.dtype).tobytes())
-        self.written += len(value)
-
-
-def write_cache(folder: Path, model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int, batch_size: int,
-                dtype: str = "float16", progress: bool = True, device: str | torch.device = "cpu") -> dict[str, tuple]:
-    """The cache of every sequence as folder/{v,z,diag}.npy, written batch by batch (memory does
-    not grow with the number of sequences). Returns the shapes."""
-    shapes = cache_shapes(model, len(tokens), tokens.shape[1] - 1, n_offsets)
-    out = {key: _AppendNpy(folder / f"{key}.npy", dtype, shape) for key, shape in shapes.items()}
-    try:
-        fill_cache(out, model, tokens, n_offsets, batch_size, progress, device)
-    finally:
-        for writer in out.values():
-            writer.file.close()
-    return shapes
-
-
-def read_cache(folder: Path) -> dict[str, np.ndarray]:
-    """folder/{v,z,diag}.npy, memory-mapped read-only."""
-    return {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in CACHE_KEYS}
-
-
 def _release(cache: dict) -> None:
     """Hand back to the kernel what a batch leaves behind: the pages of a memory-mapped cache it
     read, which would otherwise stay resident until the scrub held the whole cache, and the freed
@@ -141,12 +106,13 @@ def _release(cache: dict) -> None:
 
 def _libc():
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c"))
-    except OSError:  # not glibc: nothing to trim
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    except OSError:
         return None
+    return libc if hasattr(libc, "malloc_trim") else None  # not glibc: nothing to trim
 
 
-_LIBC = _libc() if hasattr(_libc(), "malloc_trim") else None
+_LIBC = _libc()
 
 
 # --- one batch: gathering sources, rebuilding residuals ------------------------------------------
