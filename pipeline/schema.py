@@ -385,11 +385,18 @@ class CompositionError(InterpolationResolutionError, _Base):
 def _resolve(*, _root_: Any) -> bool:
     from omegaconf import OmegaConf
 
+    from pipeline.hub import missing_downloads
+
     params = OmegaConf.to_container(_root_, resolve=False)
     try:
         check(params)
     except ConfigError as err:
         raise CompositionError(err) from None
+    # Here, not in the first stage that downloads: `dvc exp run -S` writes params.yaml into the
+    # workspace before running anything and leaves it there when a stage fails.
+    missing = missing_downloads(params)
+    if missing:
+        raise CompositionError("\n".join(missing))
     return True
 
 
