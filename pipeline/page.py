@@ -372,16 +372,19 @@ def head_views(root: Path, roles: dict | None, scores: dict | None, views: dict 
 # ---------------------------------------------------------------------------------------------
 # 4. Per-token breakdown
 
-BREAKDOWN_COLUMNS = [("count", "count", -1, 1), ("loss_original", "loss original", 3, 1),
-                     ("loss_scrubbed", "loss scrubbed", 3, 1), ("loss_baseline", "loss baseline", 3, 1),
-                     ("unrecovered_share", "share of unrecovered %", 1, 100)]
+BREAKDOWN_COLUMNS = [("count", "count", -1, 1), ("loss_original", "original", 3, 1),
+                     ("loss_scrubbed", "scrubbed", 3, 1), ("loss_baseline", "baseline", 3, 1),
+                     ("unrecovered_share", "share %", 1, 100)]
 
 
 def breakdown_table(frame: pd.DataFrame, src: str, part: str) -> str:
     rows = frame[frame["part"] == part]
     if rows.empty:
         return ""
-    head = "<tr><th>token / class</th>" + "".join(f"<th>{escape(title)}</th>" for _, title, _, _ in BREAKDOWN_COLUMNS) + "</tr>"
+    head = ('<tr><th rowspan="2">token / class</th><th rowspan="2">count</th><th colspan="3">mean loss (nats)</th>'
+            '<th rowspan="2">share of unre&shy;covered %</th></tr><tr>'
+            + "".join(f"<th>{escape(title)}</th>" for column, title, _, _ in BREAKDOWN_COLUMNS if column.startswith("loss"))
+            + "</tr>")
     body = []
     for group, sub in rows.groupby("group", sort=False):
         shown = sub.head(TOP_ROWS)
@@ -425,15 +428,25 @@ def sweep(root: Path) -> str:
         out.append(missing(paths.SWEEP_CSV, "the sweep stage writes it"))
         return "".join(out)
     src = paths.SWEEP_CSV
-    rows = ["<tr><th>part</th><th>mask</th><th>offsets</th><th>% recovered (95% interval)</th><th>loss</th></tr>"]
-    for index, r in frame.iterrows():
-        rows.append(
-            f"<tr><td>{text(r['part'], src, f'{index}.part')}</td>"
-            f"<td>{text(r['kind'], src, f'{index}.kind')}</td><td>{text(r['offsets'], src, f'{index}.offsets')}</td>"
-            f'<td class="r">{num(r["recovered"], 1, src, f"{index}.recovered")} <span class="ci">('
-            f'{num(r["ci_low"], 1, src, f"{index}.ci_low")} – {num(r["ci_high"], 1, src, f"{index}.ci_high")})</span></td>'
-            f'<td class="r">{num(r["loss"], 4, src, f"{index}.loss")}</td></tr>')
-    out.append(f'<table class="data">{"".join(rows)}</table><p class="note">{link(src)}</p>')
+    # One table per kind of mask (cumulative, single), offsets down and parts across: the reader
+    # compares Q with K at each mask, and reads down a column to see where recovery stops growing.
+    tables = []
+    for kind, sub in frame.groupby("kind", sort=False):
+        parts = list(dict.fromkeys(sub["part"]))
+        rows = ["<tr><th>offsets in the mask</th>" + "".join(f'<th>part {escape(PARTS.get(p, p))}: % recovered</th>' for p in parts) + "</tr>"]
+        for offsets, at in sub.groupby("offsets", sort=False):
+            cells = [f"<td>{text(offsets, src, f'{at.index[0]}.offsets')}</td>"]
+            for p in parts:
+                hit = at[at["part"] == p]
+                if hit.empty:
+                    cells.append('<td class="r">–</td>')
+                    continue
+                i, r = hit.index[0], hit.iloc[0]
+                cells.append(f'<td class="r">{num(r["recovered"], 1, src, f"{i}.recovered")} <span class="ci">('
+                             f'{num(r["ci_low"], 1, src, f"{i}.ci_low")} – {num(r["ci_high"], 1, src, f"{i}.ci_high")})</span></td>')
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        tables.append(f'<div><h4>{text(kind, src, f"{sub.index[0]}.kind")} masks</h4><table class="data">{"".join(rows)}</table></div>')
+    out.append(f'<div class="grid">{"".join(tables)}</div><p class="note">Every row, with the scrubbed loss: {link(src)}</p>')
     return "".join(out)
 
 
