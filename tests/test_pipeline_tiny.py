@@ -14,6 +14,11 @@ import yaml
 
 from shell import sh
 
+from pipeline.breakdown import COLUMNS as BREAKDOWN_COLUMNS
+from pipeline.scrub import parse_hypothesis
+from pipeline.stages.scrub import resampler_classes
+from pipeline.tokenizer import load_sequences
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,17 +45,23 @@ def test_every_stage_runs_and_reports(project):
         assert metrics["baseline_loss"] > 0 and metrics["original_loss"] > 0
         for part in ("q", "k", "v", "all"):
             assert metrics[part]["ci_low"] <= metrics[part]["recovered"] <= metrics[part]["ci_high"]
+        table = pd.read_csv(work / f"data/scrub/{key}/breakdown.csv", keep_default_na=False)
+        assert list(table.columns) == BREAKDOWN_COLUMNS
+        positions = pd.read_parquet(work / f"data/scrub/{key}/positions.parquet")
+        for _, rows in table.groupby(["part", "group"]):
+            assert rows["count"].sum() == len(positions)
+    # bonus 5's typicality class per scored position, as the resampler's rules give it.
+    positions = pd.read_parquet(work / "data/scrub/bonus5/positions.parquet")
+    hypothesis = parse_hypothesis("bonus5", params["hypotheses"]["bonus5"])
+    names, index = resampler_classes(hypothesis, load_sequences(work / "data/tokens/sequences.parquet"),
+                                     work / "data/tokens/tokenizer.json")["typicality"]
+    assert list(positions.class_typicality) == [names[i] for i in index[positions.seq_id, positions.pos]]
+    assert set(positions.class_typicality) == set(pd.read_csv(work / "data/scrub/bonus5/breakdown.csv")
+                                                 .query("group == 'typicality'").label)
     baseline = json.loads((work / "data/scrub/baseline/metrics.json").read_text())
     assert baseline["all"]["recovered"] == pytest.approx(0.0, abs=1e-3)
     assert (work / "reports/recovered.png").stat().st_size > 1000
     assert "refined2" in (work / "reports/results.md").read_text()
-    # the sweep (sweep.max_offset=2 in the tiny preset): its mask {0,1,2} is refined 2's last3
-    sweep = pd.read_csv(work / "data/sweep/sweep.csv", dtype={"offsets": str})
-    refined2 = json.loads((work / "data/scrub/refined2/metrics.json").read_text())
-    for part in ("q", "k"):
-        got = sweep[(sweep.part == part) & (sweep.kind == "cumulative") & (sweep.offsets == "0,1,2")]
-        assert got.recovered.item() == pytest.approx(refined2[part]["recovered"], rel=1e-5)
-    assert len(sweep) == 2 * 2 * 3 and (work / "reports/sweep.png").stat().st_size > 1000
     assert "up to date" in sh("dvc", "status", cwd=work).stdout
 
 

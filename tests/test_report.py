@@ -338,3 +338,17 @@ def test_loaded_model_has_an_empty_training_log(tmp_path, monkeypatch):
     page = run_report(root, monkeypatch)
     assert "loaded, not trained" in page
     assert (root / paths.TRAINING_FIGURE).stat().st_size > 1000
+
+
+def test_loaded_model_takes_its_head_count_from_the_scores(tmp_path, monkeypatch):
+    """model=redwood / file params carry no n_heads: the heads stage's scores give it (one per
+    head); without them the tables show the YAML's entries and say why."""
+    params = copy.deepcopy(PARAMS)
+    params["model"] = {"source": "redwood", "path": "data/model/redwood.pt"}
+    root = make_root(tmp_path / "a", params)
+    assert "every layer-0 head (0.0 – 0.7)" in hypothesis_rows(run_report(root, monkeypatch), "baseline")
+    root = make_root(tmp_path / "b", params)
+    (root / paths.HEAD_SCORES).unlink()
+    page = run_report(root, monkeypatch)
+    assert f"not produced: <code>{paths.HEAD_SCORES}</code>" in page
+    assert "heads: all" in hypothesis_rows(page, "baseline")
