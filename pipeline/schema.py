@@ -274,6 +274,8 @@ PARAMS = Map({
     "cache": Map({"batch_size": COUNT, "n_offsets": COUNT, "dtype": Str(("float16", "float32"))}),
     "scrub": Map({"batch_size": COUNT, "parts": List(Str(PARTS), min_len=1), "bootstrap_samples": COUNT,
                   "seed": SEED}),
+    # sweep.form: a hypothesis (conf/hypothesis/refined2.yaml), checked by check_across
+    "sweep": Map({"max_offset": Int(min=0), "form": Anything()}),
     "report": Map({"reference": Map({}, extra=List(Float(null=True), length=4)),
                    "reference_losses": Map({"original": Float(null=True), "baseline": Float(null=True)})}),
     # conf/config.yaml's hook that runs this check during composition; the stages ignore it
@@ -301,7 +303,7 @@ def check_present(params: Any) -> None:
     check_across(params)
 
 
-ACROSS = ("model", "sequences", "cache", "heads", "roles", "hypotheses")  # the sections check_across reads
+ACROSS = ("model", "sequences", "cache", "heads", "roles", "hypotheses", "sweep")  # the sections check_across reads
 
 
 def check_across(params: dict) -> None:
@@ -335,6 +337,23 @@ def check_across(params: dict) -> None:
                     raise ConfigError(f"hypotheses.{key}.{part}.heads.{head}.mask",
                                       f"offset {max(head_spec.offsets)} is not cached: the layer-0 cache keeps "
                                       f"offsets < cache.n_offsets={cache['n_offsets']}")
+    check_sweep(params["sweep"], cache["n_offsets"], n_heads)
+
+
+def check_sweep(sweep: dict, n_offsets: int, n_heads: int) -> None:
+    """The sweep's masks reach offset sweep.max_offset, so the cache must keep it; its form is a
+    hypothesis whose errors are named under sweep.form (the parser says hypotheses.<key>)."""
+    if sweep["max_offset"] >= n_offsets:
+        raise ConfigError("sweep.max_offset", f"{sweep['max_offset']} is not cached: the layer-0 cache keeps "
+                                              f"offsets < cache.n_offsets={n_offsets}")
+    try:
+        form = parse_hypothesis("sweep", sweep["form"])
+        check_heads(form, "sweep", n_heads)
+    except ConfigError as err:
+        raise ConfigError("sweep.form" + err.param[len("hypotheses.sweep"):], str(err)[len(err.param) + 2:]) from None
+    for part in ("q", "k"):
+        if not any(isinstance(spec, Masked) for spec in form.inputs[part].heads.values()):
+            raise ConfigError(f"sweep.form.{part}.heads", "masks no layer-0 head: the sweep has no mask to vary")
 
 
 def check_trained(model: dict) -> None:

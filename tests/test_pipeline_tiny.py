@@ -62,6 +62,13 @@ def test_every_stage_runs_and_reports(project):
     assert baseline["all"]["recovered"] == pytest.approx(0.0, abs=1e-3)
     assert (work / "reports/recovered.png").stat().st_size > 1000
     assert "refined2" in (work / "reports/results.md").read_text()
+    # the sweep (sweep.max_offset=2 in the tiny preset): its mask {0,1,2} is refined 2's last3
+    sweep = pd.read_csv(work / "data/sweep/sweep.csv", dtype={"offsets": str})
+    refined2 = json.loads((work / "data/scrub/refined2/metrics.json").read_text())
+    for part in ("q", "k"):
+        got = sweep[(sweep.part == part) & (sweep.kind == "cumulative") & (sweep.offsets == "0,1,2")]
+        assert got.recovered.item() == pytest.approx(refined2[part]["recovered"], rel=1e-5)
+    assert len(sweep) == 2 * 2 * 3 and (work / "reports/sweep.png").stat().st_size > 1000
     assert "up to date" in sh("dvc", "status", cwd=work).stdout
 
 

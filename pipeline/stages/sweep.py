@@ -1,0 +1,179 @@
+"""sweep: which relative positions matter for the induction heads' Q and K.
+
+    python -m pipeline.stages.sweep
+
+Runs the form of `sweep.form` (refined 2 by default: conf/hypothesis/refined2.yaml, composed into
+params.yaml under sweep.form) with the mask of every masked layer-0 head spec of Q and K replaced
+by the cumulative masks {0}, {0,1}, …, {0,…,m} and by each single offset {0}, {1}, …, {m}
+(m = `sweep.max_offset`). Q and K are scrubbed separately, as the scrub stage's parts q and k.
+Refined 2 itself is the cumulative mask {0,1,2} (last3).
+
+The form is its own copy of the hypothesis, not `hypotheses.refined2`: changing refined 2 (e.g.
+`-S 'hypotheses.refined2.q.heads.all.mask=[0,1]'`) reruns only refined 2's scrub, not the sweep,
+whose masks replace refined 2's anyway.
+
+Outputs (DVC plots): data/sweep/sweep.csv, one row per (part, kind, offsets) with % loss recovered,
+its bootstrap 95% interval and the mean scrubbed loss; reports/sweep.png.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import paths
+from pipeline.checkpoint import load_checkpoint
+from pipeline.device import resolve_device
+from pipeline.schema import check_sweep
+from pipeline.scrub import Hypothesis, Losses, parse_hypothesis, scrub_losses, summarize
+from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
+from pipeline.stages.cache_l0 import load_cache
+from pipeline.stages.scrub import resampled_draws
+from pipeline.tokenizer import load_sequences
+
+PARTS = ["q", "k"]
+KINDS = ["cumulative", "single"]
+COLUMNS = ["part", "kind", "offsets", "recovered", "ci_low", "ci_high", "loss"]
+
+
+def masks(max_offset: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(kind, offsets) of every row: {0}, {0,1}, …, {0,…,max_offset}, then {0}, {1}, …, {max_offset}."""
+    if max_offset < 0:
+        raise ConfigError("sweep.max_offset", f"must be an integer ≥ 0, got {max_offset}")
+    return ([("cumulative", tuple(range(m + 1))) for m in range(max_offset + 1)]
+            + [("single", (m,)) for m in range(max_offset + 1)])
+
+
+def variant(form: dict, offsets: tuple[int, ...]) -> Hypothesis:
+    """The form (checked by pipeline.schema.check_sweep) with every masked head spec of Q and K
+    masked by `offsets`; V as in the form."""
+    raw = copy.deepcopy(form)
+    for part in PARTS:
+        for spec in raw[part]["heads"].values():
+            if isinstance(spec, dict) and "mask" in spec:
+                spec["mask"] = list(offsets)
+    raw["name"] = f"{form.get('name', 'sweep')} mask {{{','.join(map(str, offsets))}}}"
+    return parse_hypothesis("sweep", raw)
+
+
+def sweep(model, cache: dict, tokens: np.ndarray, other: np.ndarray, form: dict, roles: dict, scored: np.ndarray,
+          max_offset: int, batch_size: int = 32, bootstrap_samples: int = 1000, seed: int = 0,
+          resampled: dict | None = None, device: str | torch.device = "cpu", quiet: bool = False) -> pd.DataFrame:
+    """% loss recovered of Q and of K for every mask of `masks(max_offset)`: a frame of COLUMNS.
+
+    One engine run per distinct mask (the cumulative {0} is the single {0}), scrubbing Q and K as
+    two parts. Every run recomputes the original and the baseline (scrub_losses has no way to skip
+    them); they do not depend on the mask, so the first run's are used for every row, and every
+    row's interval comes from the same bootstrap draws (summarize's seed): rows are paired."""
+    n_offsets = cache["diag"].shape[-1]
+    if max_offset >= n_offsets:
+        raise ConfigError("sweep.max_offset", f"{max_offset} is not cached: the layer-0 cache keeps offsets "
+                                              f"< cache.n_offsets={n_offsets}")
+    n_positions = tokens.shape[1] - 1
+    references: dict[str, Losses] | None = None
+    runs: dict[tuple[int, ...], dict[str, Losses]] = {}
+    rows = []
+    for kind, offsets in masks(max_offset):
+        if offsets not in runs:
+            start = time.perf_counter()
+            hypothesis = variant(form, offsets)
+            losses = scrub_losses(model, cache, tokens, other, hypothesis, roles, scored, PARTS, resampled,
+                                  batch_size=batch_size, progress=False, device=device)
+            references = references or {name: losses[name] for name in ("original", "baseline")}
+            runs[offsets] = losses
+            seconds = time.perf_counter() - start
+        else:
+            seconds = 0.0
+        metrics = summarize({**references, **{p: runs[offsets][p] for p in PARTS}}, PARTS, n_positions,
+                            bootstrap_samples, seed)
+        label = ",".join(map(str, offsets))
+        for part in PARTS:
+            m = metrics[part]
+            rows.append({"part": part, "kind": kind, "offsets": label, "recovered": m["recovered"],
+                         "ci_low": m["ci_low"], "ci_high": m["ci_high"], "loss": m["loss"]})
+        if not quiet:
+            print(f"sweep {kind:10s} {{{label}}}: " + ", ".join(
+                f"{p.upper()} {metrics[p]['recovered']:.1f}% ({metrics[p]['ci_low']:.1f}–{metrics[p]['ci_high']:.1f})"
+                for p in PARTS) + (f"  [{seconds:.1f} s]" if seconds else "  [same run as above]"), flush=True)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    # parts, then kinds, each in mask order: the CSV reads as the figure's four series
+    frame["order"] = frame.part.map(PARTS.index) * 2 + frame.kind.map(KINDS.index)
+    return frame.sort_values("order", kind="stable").drop(columns="order").reset_index(drop=True)
+
+
+def figure(frame: pd.DataFrame, path: Path | str) -> None:
+    """% recovered against the mask, one panel per part, cumulative and single side by side at
+    each offset m (cumulative: {0,…,m}; single: {m}), whiskers the bootstrap 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {"cumulative": ("tab:blue", "o", -0.08, "cumulative {0,…,m}"),
+              "single": ("tab:orange", "s", 0.08, "single {m}")}
+    fig, axes = plt.subplots(1, len(PARTS), figsize=(10, 4.2), sharey=True)
+    for ax, part in zip(np.atleast_1d(axes), PARTS):
+        for kind, (color, marker, shift, label) in styles.items():
+            sub = frame[(frame.part == part) & (frame.kind == kind)]
+            m = np.array([int(o.split(",")[-1]) for o in sub.offsets])
+            # a point outside its interval (possible for a percentile bootstrap) gets no whisker on that side
+            err = np.clip([sub.recovered - sub.ci_low, sub.ci_high - sub.recovered], 0, None)
+            ax.errorbar(m + shift, sub.recovered, yerr=err, color=color, marker=marker, capsize=3,
+                        linestyle="-" if kind == "cumulative" else ":", label=label)
+            # values beside the points, away from the whiskers: cumulative's left, single's right
+            for x, y in zip(m + shift, sub.recovered):
+                ax.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(-9 if shift < 0 else 9, 0),
+                            ha="right" if shift < 0 else "left", va="center", fontsize=8, color=color)
+        ax.axhline(100, color="grey", linewidth=0.8, linestyle="--")
+        ax.axhline(0, color="grey", linewidth=0.8)
+        offsets = sorted({int(o.split(",")[-1]) for o in frame.offsets})
+        ax.set_xticks(offsets)
+        ax.set_xlim(offsets[0] - 0.5, offsets[-1] + 0.5)
+        ax.set_xlabel("offset m (positions back from the query)")
+        ax.set_title(f"{part.upper()} of the induction heads")
+        ax.grid(axis="y", alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("% loss recovered (95% CI)")
+    np.atleast_1d(axes)[0].legend(loc="lower right", fontsize=9)
+    fig.suptitle("Which positions matter: refined 2 with the layer-0 mask varied")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    params = load_params()
+    scrub_cfg = require(params, "scrub")
+    cfg = require(params, "sweep")
+
+    model = load_checkpoint(require(params, "model.path"), "model.path")
+    tokens = load_sequences(paths.SEQUENCES)
+    other = pd.read_parquet(paths.PAIRING).sort_values("seq_id").other_seq_id.to_numpy()
+    whitelist = pd.read_parquet(paths.WHITELIST)
+    scored = np.zeros(model.cfg.d_vocab, dtype=bool)
+    scored[whitelist.loc[whitelist.whitelisted, "token"].to_numpy()] = True
+    if not scored[tokens[:, :-1]].any():
+        raise ConfigError("whitelist.threshold", "no position of the experiment sequences has a whitelisted token")
+    roles = json.loads(Path(paths.ROLES).read_text())
+    cache = load_cache()
+    if cache["z"].shape[0] != len(tokens):
+        raise ConfigError("cache", "the layer-0 cache does not match the sequences; rerun `dvc repro`")
+    # composition checked these against cache.n_offsets; here against the cache and model in hand
+    check_sweep(cfg, cache["diag"].shape[-1], model.cfg.n_heads)
+    resampled = resampled_draws(parse_hypothesis("sweep", cfg["form"]), tokens, int(scrub_cfg["seed"]))
+
+    frame = sweep(model, cache, tokens, other, cfg["form"], roles, scored, int(cfg["max_offset"]),
+                  batch_size=int(scrub_cfg["batch_size"]), bootstrap_samples=int(scrub_cfg["bootstrap_samples"]),
+                  seed=int(scrub_cfg["seed"]), resampled=resampled, device=resolve_device(params.get("device", "auto")))
+    with atomic_path(paths.SWEEP_CSV) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(paths.SWEEP_FIGURE) as tmp:
+        figure(frame, tmp)
+
+
+if __name__ == "__main__":
+    run_stage(main)
