@@ -15,6 +15,13 @@ WHITELIST_SUMMARY = "data/whitelist/summary.json"
 PAIRING = "data/pairing/pairing.parquet"
 HEAD_SCORES = "data/heads/scores.json"
 ROLES = "data/heads/roles.json"
+HEAD_VIEWS = "data/heads/views.json"  # the example sequence's rule and choice, and numbers the figures show
+# head ("0.H": read it as a string, "0.10" is not 0.1), offset, attention; layer-0 heads
+RELATIVE_ATTENTION = "data/heads/relative_attention.csv"
+HEAD_FIGURES = "reports/heads"
+HEAD_SCORES_FIGURE = f"{HEAD_FIGURES}/scores.png"
+HEAD_EXAMPLE_FIGURE = f"{HEAD_FIGURES}/example.png"
+RELATIVE_FIGURE = f"{HEAD_FIGURES}/relative.png"
 CACHE_L0 = "data/cache_l0"
 SCRUB = "data/scrub"  # one folder per hypothesis: metrics.json, losses.parquet, positions.parquet
 REPORTS = "reports"

@@ -270,6 +270,8 @@ PARAMS = Map({
     "pairing": Map({"seed": SEED}),
     "heads": Map({"min_previous_token_score": Float(), "min_same_token_score": Float(),
                   "max_self_heads": Int(min=0), "min_induction_score": Float(), "heldout_sequences": COUNT,
+                  # the head views; window ≥ 4 shows A B … A B
+                  "views": Map({"max_offset": Int(min=0), "window": Int(min=4), "seed": SEED}),
                   "repeat_length": COUNT, "repeat_sequences": COUNT}),
     "cache": Map({"batch_size": COUNT, "n_offsets": COUNT, "dtype": Str(("float16", "float32"))}),
     "scrub": Map({"batch_size": COUNT, "parts": List(Str(PARTS), min_len=1), "bootstrap_samples": COUNT,

@@ -62,6 +62,14 @@ def test_every_stage_runs_and_reports(project):
     assert baseline["all"]["recovered"] == pytest.approx(0.0, abs=1e-3)
     assert (work / "reports/recovered.png").stat().st_size > 1000
     assert "refined2" in (work / "reports/results.md").read_text()
+    # the head views: every figure, and an example whose token really repeats (tests/test_head_views.py)
+    from pipeline.tokenizer import load_sequences as sequences_of
+
+    example = json.loads((work / "data/heads/views.json").read_text())["example"]
+    x = sequences_of(work / "data/tokens/sequences.parquet")[example["seq_id"]]
+    assert x[example["query"]] == x[example["earlier"]] and x[example["query"] + 1] == x[example["earlier"] + 1]
+    for figure in ("scores", "example", "relative"):
+        assert (work / f"reports/heads/{figure}.png").stat().st_size > 1000
     # the sweep (sweep.max_offset=2 in the tiny preset): its mask {0,1,2} is refined 2's last3
     sweep = pd.read_csv(work / "data/sweep/sweep.csv", dtype={"offsets": str})
     refined2 = json.loads((work / "data/scrub/refined2/metrics.json").read_text())
