@@ -10,8 +10,9 @@ assets) that a reviewer reads top to bottom.
 6. the training curves.
 
 Every number taken from a file is a `<span class="n" data-src=FILE data-key=KEY>`: FILE is the
-repository-relative path it came from, KEY the dotted path inside it (JSON: keys and list
-indices; CSV: `ROW.COLUMN`, ROW the 0-based data row; params.yaml: dotted keys), and
+repository-relative path it came from, KEY the path inside it, `/`-separated since JSON keys
+such as head names hold dots (JSON: keys and list indices; CSV: `ROW/COLUMN`, ROW the 0-based
+data row; params.yaml: keys and indices), and
 `data-scale` a factor applied before display (100 for shares shown in %). tests/test_report.py
 reads every such span back from its file. Figures are linked relative to the page; an input that
 does not exist yet (a stage not run) gives a "not produced" notice, never a crash, so the page
@@ -121,11 +122,11 @@ def headline(root: Path, keys: list[str], metrics: dict[str, dict], report_cfg: 
             if part not in m:
                 cells.append('<td class="r">–</td>')
                 continue
-            cell = (f'{num(m[part]["recovered"], 1, src, f"{part}.recovered")} <span class="ci">('
-                    f'{num(m[part]["ci_low"], 1, src, f"{part}.ci_low")} – {num(m[part]["ci_high"], 1, src, f"{part}.ci_high")})</span>')
+            cell = (f'{num(m[part]["recovered"], 1, src, f"{part}/recovered")} <span class="ci">('
+                    f'{num(m[part]["ci_low"], 1, src, f"{part}/ci_low")} – {num(m[part]["ci_high"], 1, src, f"{part}/ci_high")})</span>')
             ref = reference.get(key)
             if ref is not None and i < len(ref) and ref[i] is not None:
-                cell += f'<br><span class="ref">writeup {num(ref[i], 0, PARAMS, f"report.reference.{key}.{i}")}</span>'
+                cell += f'<br><span class="ref">writeup {num(ref[i], 0, PARAMS, f"report/reference/{key}/{i}")}</span>'
             cells.append(f'<td class="r">{cell}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     first, src = metrics[keys[0]], paths.scrub_metrics(keys[0])
@@ -157,7 +158,7 @@ def headline(root: Path, keys: list[str], metrics: dict[str, dict], report_cfg: 
 
 def ref_num(ref_losses: dict, which: str) -> str:
     value = ref_losses.get(which)
-    return "–" if value is None else num(value, 3, PARAMS, f"report.reference_losses.{which}")
+    return "–" if value is None else num(value, 3, PARAMS, f"report/reference_losses/{which}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,8 +351,8 @@ def head_views(root: Path, roles: dict | None, scores: dict | None, views: dict 
             if scores is None or key not in scores:
                 return ""
             values = scores[key][layer] if layer is not None else scores[key]
-            dotted = f"{key}.{layer}.{index}" if layer is not None else f"{key}.{index}"
-            return f" ({num(values[index], 3, paths.HEAD_SCORES, dotted)})"
+            key_path = f"{key}/{layer}/{index}" if layer is not None else f"{key}/{index}"
+            return f" ({num(values[index], 3, paths.HEAD_SCORES, key_path)})"
         prev = roles.get("prev")
         selfs = roles.get("self") or []
         induction = roles.get("induction") or []
@@ -360,23 +361,54 @@ def head_views(root: Path, roles: dict | None, scores: dict | None, views: dict 
             "<tr><th>previous-token head (prev)</th><td>"
             + (text(prev, paths.ROLES, "prev") + score("previous_token_score", 0, prev) if prev else "none")
             + "</td></tr><tr><th>self-attending heads (self)</th><td>"
-            + (", ".join(text(h, paths.ROLES, f"self.{i}") + score("same_token_score", 0, h) for i, h in enumerate(selfs))
+            + (", ".join(text(h, paths.ROLES, f"self/{i}") + score("same_token_score", 0, h) for i, h in enumerate(selfs))
                or "none")
             + "</td></tr><tr><th>induction heads (their Q, K, V are scrubbed)</th><td>"
-            + ", ".join(text(h, paths.ROLES, f"induction.{i}") + score("induction_score", None, h) for i, h in enumerate(induction))
+            + ", ".join(text(h, paths.ROLES, f"induction/{i}") + score("induction_score", None, h) for i, h in enumerate(induction))
             + "</td></tr></table>")
         out.append(f'<p class="note">Scores from {link(paths.HEAD_SCORES)}, roles from {link(paths.ROLES)}.</p>')
     producer = "the heads stage writes it"
     out.append(figure(root, paths.HEAD_SCORES_FIGURE, "Previous-token, same-token and induction score of every head, roles marked", producer))
     if views is None:
         out.append(missing(paths.HEAD_VIEWS, "the heads stage writes it: the rule that picked the example sequence"))
-    else:
-        for name, view in views.items():
-            if isinstance(view, dict) and "rule" in view:
-                seq = f" Sequence {num(view['seq_id'], -1, paths.HEAD_VIEWS, f'{name}.seq_id')}." if "seq_id" in view else ""
-                out.append(f"<p><b>{escape(name)}</b>: {escape(str(view['rule']))}{seq}</p>")
+    elif isinstance(views.get("example"), dict):
+        out.append(example_view(views["example"]))
     out.append(figure(root, paths.HEAD_EXAMPLE_FIGURE, "The role heads' attention on one held-out sequence with a repeated token", producer))
     out.append(figure(root, paths.RELATIVE_FIGURE, "Each layer-0 head's mean attention by relative position (query − key)", producer))
+    return "".join(out)
+
+
+EXAMPLE_COLUMNS = [("to_earlier_copy", "earlier copy (s)"), ("to_token_after_copy", "token after the copy (s+1)"),
+                   ("to_previous_token", "previous token (t−1)"), ("to_itself", "itself (t)"), ("to_begin", "BEGIN")]
+
+
+def example_view(example: dict) -> str:
+    """The example sequence's rule, where it repeats, and the role heads' attention at its query."""
+    src = paths.HEAD_VIEWS
+    parts = [f"<p><b>Example sequence</b>"]
+    if "seq_id" in example:
+        parts.append(f" {num(example['seq_id'], -1, src, 'example/seq_id')}")
+    if "query" in example and "earlier" in example:
+        parts.append(f": the token at query position {num(example['query'], -1, src, 'example/query')}"
+                     + (f" (<code>{text(example['token_text'], src, 'example/token_text')}</code>)" if "token_text" in example else "")
+                     + f" occurred before at position {num(example['earlier'], -1, src, 'example/earlier')}"
+                     + (f", followed by <code>{text(example['next_token_text'], src, 'example/next_token_text')}</code> both times"
+                        if "next_token_text" in example else ""))
+    parts.append(f". Picked by this rule: {escape(str(example.get('rule', 'not stated')))}")
+    if "candidates" in example:
+        parts.append(f" ({num(example['candidates'], -1, src, 'example/candidates')} candidates)")
+    out = ["".join(parts) + ".</p>"]
+    attention = example.get("attention_at_query")
+    if isinstance(attention, dict) and attention:
+        first = next(iter(attention.values()))
+        columns = [(c, title) for c, title in EXAMPLE_COLUMNS if c in first]
+        rows = ["<tr><th>head</th><th>role</th>" + "".join(f"<th>{escape(t)}</th>" for _, t in columns) + "</tr>"]
+        for head, values in attention.items():
+            rows.append(f"<tr><th>{escape(head)}</th><td>{text(values.get('role', ''), src, f'example/attention_at_query/{head}/role')}</td>"
+                        + "".join(f'<td class="r">{num(values[c], 3, src, f"example/attention_at_query/{head}/{c}")}</td>'
+                                  for c, _ in columns) + "</tr>")
+        out.append("<p>Attention of each role head at the query position t, to:</p>"
+                   f'<table class="data">{"".join(rows)}</table>')
     return "".join(out)
 
 
@@ -403,9 +435,9 @@ def breakdown_table(frame: pd.DataFrame, src: str, part: str) -> str:
         more = f", top {len(shown)} of {len(sub)}" if len(sub) > len(shown) else ""
         body.append(f'<tr><th colspan="{len(BREAKDOWN_COLUMNS) + 1}">{escape(what)}{more}</th></tr>')
         for index, row in shown.iterrows():
-            cells = [f"<td><code>{text(row['label'], src, f'{index}.label')}</code></td>"]
+            cells = [f"<td><code>{text(row['label'], src, f'{index}/label')}</code></td>"]
             for column, _, decimals, scale in BREAKDOWN_COLUMNS:
-                cells.append(f'<td class="r">{num(row[column], decimals, src, f"{index}.{column}", scale)}</td>')
+                cells.append(f'<td class="r">{num(row[column], decimals, src, f"{index}/{column}", scale)}</td>')
             body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<div><h4>part {PARTS[part]}</h4><table class=\"data\">{head}{''.join(body)}</table></div>"
 
@@ -446,17 +478,17 @@ def sweep(root: Path) -> str:
         parts = list(dict.fromkeys(sub["part"]))
         rows = ["<tr><th>offsets in the mask</th>" + "".join(f'<th>part {escape(PARTS.get(p, p))}: % recovered</th>' for p in parts) + "</tr>"]
         for offsets, at in sub.groupby("offsets", sort=False):
-            cells = [f"<td>{text(offsets, src, f'{at.index[0]}.offsets')}</td>"]
+            cells = [f"<td>{text(offsets, src, f'{at.index[0]}/offsets')}</td>"]
             for p in parts:
                 hit = at[at["part"] == p]
                 if hit.empty:
                     cells.append('<td class="r">–</td>')
                     continue
                 i, r = hit.index[0], hit.iloc[0]
-                cells.append(f'<td class="r">{num(r["recovered"], 1, src, f"{i}.recovered")} <span class="ci">('
-                             f'{num(r["ci_low"], 1, src, f"{i}.ci_low")} – {num(r["ci_high"], 1, src, f"{i}.ci_high")})</span></td>')
+                cells.append(f'<td class="r">{num(r["recovered"], 1, src, f"{i}/recovered")} <span class="ci">('
+                             f'{num(r["ci_low"], 1, src, f"{i}/ci_low")} – {num(r["ci_high"], 1, src, f"{i}/ci_high")})</span></td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
-        tables.append(f'<div><h4>{text(kind, src, f"{sub.index[0]}.kind")} masks</h4><table class="data">{"".join(rows)}</table></div>')
+        tables.append(f'<div><h4>{text(kind, src, f"{sub.index[0]}/kind")} masks</h4><table class="data">{"".join(rows)}</table></div>')
     out.append(f'<div class="grid">{"".join(tables)}</div><p class="note">Every row, with the scrubbed loss: {link(src)}</p>')
     return "".join(out)
 
@@ -477,7 +509,7 @@ def training(root: Path, log: list | None) -> str:
     last = len(log) - 1
     columns = [(c, d) for c, d in TRAINING_COLUMNS if c in log[last]]
     out.append("<p>At the last evaluation:</p><table class=\"data\"><tr>" + "".join(f"<th>{c}</th>" for c, _ in columns)
-               + "</tr><tr>" + "".join(f'<td class="r">{num(log[last][c], d, paths.TRAIN_LOG, f"{last}.{c}")}</td>'
+               + "</tr><tr>" + "".join(f'<td class="r">{num(log[last][c], d, paths.TRAIN_LOG, f"{last}/{c}")}</td>'
                                         for c, d in columns) + f"</tr></table><p class=\"note\">{link(paths.TRAIN_LOG)}</p>")
     return "".join(out)
 

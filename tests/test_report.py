@@ -113,7 +113,15 @@ def make_root(root: Path, params: dict = PARAMS, optional: bool = True) -> Path:
     write(root, paths.HEAD_SCORES, {"previous_token_score": [rng.uniform(0, 1, 8).tolist(), rng.uniform(0, 1, 8).tolist()],
                                     "same_token_score": [rng.uniform(0, 1, 8).tolist(), rng.uniform(0, 1, 8).tolist()],
                                     "induction_score": rng.uniform(0, 1, 8).tolist()})
-    write(root, paths.HEAD_VIEWS, {"example": {"seq_id": 17, "rule": "the first held-out sequence (seed 0) whose token repeats"}})
+    # views.json as the heads stage writes it (the keys the page reads; head names hold dots)
+    write(root, paths.HEAD_VIEWS, {"example": {
+        "seq_id": 17, "rule": "a whitelisted token that occurred once before, chosen by numpy.random.default_rng(0)",
+        "candidates": 41, "query": 120, "earlier": 97, "token_text": '" Pro"', "next_token_text": '"ject"',
+        "attention_at_query": {h: {"role": role, "to_earlier_copy": float(rng.uniform()), "to_token_after_copy": float(rng.uniform()),
+                                   "to_previous_token": float(rng.uniform()), "to_itself": float(rng.uniform()),
+                                   "to_begin": float(rng.uniform())}
+                               for h, role in (("0.0", "prev"), ("1.5", "induction"), ("1.4", "induction"))}},
+        "relative": {"max_offset": 8}})
     for key in params["hypotheses"]:
         write(root, paths.scrub_breakdown(key), fake_breakdown(key, rng).to_csv(index=False))
     write(root, paths.SWEEP_CSV, fake_sweep(rng).to_csv(index=False))
@@ -190,11 +198,11 @@ def lookup(root: Path, src: str, key: str):
     """The value `key` names in file `src`, read independently of pipeline/page.py."""
     path = root / src
     if src.endswith(".csv"):
-        row, column = key.split(".", 1)
+        row, column = key.split("/", 1)
         with open(path, newline="") as f:
             return list(csv.DictReader(f))[int(row)][column]
     data = yaml.safe_load(path.read_text()) if src.endswith(".yaml") else json.loads(path.read_text())
-    for part in key.split("."):
+    for part in key.split("/"):
         data = data[int(part)] if isinstance(data, list) else data[part]
     return data
 
@@ -229,14 +237,15 @@ def test_every_number_on_the_page_equals_its_file(site):
     for key in KEYS:
         for part in PARTS:
             for field in ("recovered", "ci_low", "ci_high"):
-                assert (paths.scrub_metrics(key), f"{part}.{field}") in shown
+                assert (paths.scrub_metrics(key), f"{part}/{field}") in shown
         for i, value in enumerate(PARAMS["report"]["reference"].get(key, [])):
-            assert ("params.yaml", f"report.reference.{key}.{i}") in shown
-        assert (paths.scrub_breakdown(key), "0.unrecovered_share") in shown
+            assert ("params.yaml", f"report/reference/{key}/{i}") in shown
+        assert (paths.scrub_breakdown(key), "0/unrecovered_share") in shown
     for row in range(16):  # every row of the sweep, with its interval
         for field in ("recovered", "ci_low", "ci_high"):
-            assert (paths.SWEEP_CSV, f"{row}.{field}") in shown
-    assert (paths.TRAIN_LOG, "9.train_loss") in shown
+            assert (paths.SWEEP_CSV, f"{row}/{field}") in shown
+    assert (paths.TRAIN_LOG, "9/train_loss") in shown
+    assert (paths.HEAD_VIEWS, "example/attention_at_query/1.5/to_earlier_copy") in shown
 
 
 def test_every_number_in_a_data_table_names_its_file(site):
@@ -248,7 +257,7 @@ def test_a_changed_number_is_caught(site, tmp_path):
     """The read-back check is not vacuous: a page whose number differs from its file fails it."""
     root, page = site
     parsed = parse(page)
-    span = next(s for s in parsed.spans if s["data-key"] == "q.recovered")
+    span = next(s for s in parsed.spans if s["data-key"] == "q/recovered")
     bad = dict(span, text=f"{float(span['text'].replace(chr(0x2212), '-')) + 0.2:.1f}")
     with pytest.raises(AssertionError):
         check_span(root, bad)
