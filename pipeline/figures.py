@@ -70,3 +70,39 @@ def token_text(tokenizer, token_id: int) -> str:
     if special or text == "" or "\ufffd" in text:
         return tokenizer.id_to_token(int(token_id)) or f"<{int(token_id)}>"
     return json.dumps(text, ensure_ascii=False)
+
+
+def sweep_figure(frame, path: Path | str) -> None:
+    """% recovered against the mask, one panel per part, cumulative and single side by side at
+    each offset m (cumulative: {0,…,m}; single: {m}), whiskers the bootstrap 95% interval.
+    `frame`: the sweep stage's DataFrame (part, kind, offsets "0,1,2", recovered, ci_low, ci_high)."""
+    styles = {"cumulative": ("tab:blue", "o", -0.08, "cumulative {0,…,m}"),
+              "single": ("tab:orange", "s", 0.08, "single {m}")}
+    parts = list(dict.fromkeys(frame.part))
+    fig, axes = plt.subplots(1, len(parts), figsize=(5 * len(parts), 4.2), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, part in zip(axes, parts):
+        for kind, (color, marker, shift, label) in styles.items():
+            sub = frame[(frame.part == part) & (frame.kind == kind)]
+            m = np.array([int(o.split(",")[-1]) for o in sub.offsets])
+            # a point outside its interval (possible for a percentile bootstrap) gets no whisker on that side
+            err = np.clip([sub.recovered - sub.ci_low, sub.ci_high - sub.recovered], 0, None)
+            ax.errorbar(m + shift, sub.recovered, yerr=err, color=color, marker=marker, capsize=3,
+                        linestyle="-" if kind == "cumulative" else ":", label=label)
+            # values beside the points, away from the whiskers: cumulative's left, single's right
+            for x, y in zip(m + shift, sub.recovered):
+                ax.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(-9 if shift < 0 else 9, 0),
+                            ha="right" if shift < 0 else "left", va="center", fontsize=8, color=color)
+        ax.axhline(100, color="grey", linewidth=0.8, linestyle="--")
+        ax.axhline(0, color="grey", linewidth=0.8)
+        offsets = sorted({int(o.split(",")[-1]) for o in frame.offsets})
+        ax.set_xticks(offsets)
+        ax.set_xlim(offsets[0] - 0.5, offsets[-1] + 0.5)
+        ax.set_xlabel("offset m (positions back from the query)")
+        ax.set_title(f"{part.upper()} of the induction heads")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("% loss recovered (95% CI)")
+    axes[0].legend(loc="lower right", fontsize=9)
+    fig.suptitle("Which positions matter: refined 2 with the layer-0 mask varied")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -29,6 +29,7 @@ import torch
 from pipeline import paths
 from pipeline.checkpoint import load_checkpoint
 from pipeline.device import resolve_device
+from pipeline.figures import sweep_figure
 from pipeline.schema import check_sweep
 from pipeline.scrub import Hypothesis, Losses, parse_hypothesis, scrub_losses, summarize
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
@@ -106,45 +107,6 @@ def sweep(model, cache: dict, tokens: np.ndarray, other: np.ndarray, form: dict,
     return frame.sort_values("order", kind="stable").drop(columns="order").reset_index(drop=True)
 
 
-def figure(frame: pd.DataFrame, path: Path | str) -> None:
-    """% recovered against the mask, one panel per part, cumulative and single side by side at
-    each offset m (cumulative: {0,…,m}; single: {m}), whiskers the bootstrap 95% interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    styles = {"cumulative": ("tab:blue", "o", -0.08, "cumulative {0,…,m}"),
-              "single": ("tab:orange", "s", 0.08, "single {m}")}
-    fig, axes = plt.subplots(1, len(PARTS), figsize=(10, 4.2), sharey=True)
-    for ax, part in zip(np.atleast_1d(axes), PARTS):
-        for kind, (color, marker, shift, label) in styles.items():
-            sub = frame[(frame.part == part) & (frame.kind == kind)]
-            m = np.array([int(o.split(",")[-1]) for o in sub.offsets])
-            # a point outside its interval (possible for a percentile bootstrap) gets no whisker on that side
-            err = np.clip([sub.recovered - sub.ci_low, sub.ci_high - sub.recovered], 0, None)
-            ax.errorbar(m + shift, sub.recovered, yerr=err, color=color, marker=marker, capsize=3,
-                        linestyle="-" if kind == "cumulative" else ":", label=label)
-            # values beside the points, away from the whiskers: cumulative's left, single's right
-            for x, y in zip(m + shift, sub.recovered):
-                ax.annotate(f"{y:.0f}", (x, y), textcoords="offset points", xytext=(-9 if shift < 0 else 9, 0),
-                            ha="right" if shift < 0 else "left", va="center", fontsize=8, color=color)
-        ax.axhline(100, color="grey", linewidth=0.8, linestyle="--")
-        ax.axhline(0, color="grey", linewidth=0.8)
-        offsets = sorted({int(o.split(",")[-1]) for o in frame.offsets})
-        ax.set_xticks(offsets)
-        ax.set_xlim(offsets[0] - 0.5, offsets[-1] + 0.5)
-        ax.set_xlabel("offset m (positions back from the query)")
-        ax.set_title(f"{part.upper()} of the induction heads")
-        ax.grid(axis="y", alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("% loss recovered (95% CI)")
-    np.atleast_1d(axes)[0].legend(loc="lower right", fontsize=9)
-    fig.suptitle("Which positions matter: refined 2 with the layer-0 mask varied")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main() -> None:
     params = load_params()
     scrub_cfg = require(params, "scrub")
@@ -171,8 +133,7 @@ def main() -> None:
                   seed=int(scrub_cfg["seed"]), resampled=resampled, device=resolve_device(params.get("device", "auto")))
     with atomic_path(paths.SWEEP_CSV) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(paths.SWEEP_FIGURE) as tmp:
-        figure(frame, tmp)
+    sweep_figure(frame, paths.SWEEP_FIGURE)
 
 
 if __name__ == "__main__":
