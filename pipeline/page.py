@@ -54,7 +54,8 @@ th{background:#f3f3f3}td.r{text-align:right;white-space:nowrap}
 .missing{background:#fff4e5;border:1px solid #f0c36d;padding:4px 8px;display:table}
 table.spec{width:100%;table-layout:fixed}table.spec th:first-child{width:19%}
 tr.formula td{font-family:"Times New Roman",serif;font-size:15px;background:#fafafa}
-figure{margin:8px 0}figure img{max-width:100%;border:1px solid #e2e2e2}figcaption{color:#555;font-size:13px}
+figure{margin:8px 0}figure img{max-width:100%;max-height:760px;border:1px solid #e2e2e2}
+h2 a.up{font-size:12px;font-weight:normal;margin-left:8px}nav .sub{font-size:12px}figcaption{color:#555;font-size:13px}
 .grid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:4px 20px}
 .grid table{width:100%}code{font-size:12px}
 """
@@ -531,9 +532,13 @@ def build(params: dict, metrics: dict[str, dict], root: Path = Path(".")) -> str
         "sweep": sweep(root),
         "training": training(root, read_json(root, paths.TRAIN_LOG)),
     }
-    toc = "".join(f'<li><a href="#{sid}">{escape(title)}</a></li>' for sid, title in SECTIONS)
-    sections = "".join(f'<section id="{sid}"><h2>{i}. {escape(title)}</h2>{bodies[sid]}</section>'
-                       for i, (sid, title) in enumerate(SECTIONS, 1))
+    # Sections 2 and 4 hold one block per hypothesis: the contents link each of them.
+    sub = {"hypotheses": "hyp", "tokens": "tokens"}
+    toc = "".join(f'<li><a href="#{sid}">{escape(title)}</a>'
+                  + (f'<br><span class="sub">' + " · ".join(f'<a href="#{sub[sid]}-{escape(k)}">{escape(k)}</a>' for k in keys)
+                     + "</span>" if sid in sub else "") + "</li>" for sid, title in SECTIONS)
+    sections = "".join(f'<section id="{sid}"><h2>{i}. {escape(title)}<a class="up" href="#contents">contents ↑</a></h2>'
+                       f"{bodies[sid]}</section>" for i, (sid, title) in enumerate(SECTIONS, 1))
     source = f"model: {escape(str(model.get('source', '?')))} <code>{escape(str(model.get('path', '')))}</code>"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>Causal scrubbing of induction heads: report</title>"
@@ -542,4 +547,4 @@ def build(params: dict, metrics: dict[str, dict], root: Path = Path(".")) -> str
             f"<p class=\"note\">Written by the report stage from this run's outputs ({source}); every number links "
             "back to its file. Redwood Research's writeup “Causal scrubbing: results on induction heads” (2022) "
             "gives the published numbers.</p>"
-            f"<nav><b>Contents</b><ol>{toc}</ol></nav>{sections}</body></html>\n")
+            f"<nav id=\"contents\"><b>Contents</b><ol>{toc}</ol></nav>{sections}</body></html>\n")
