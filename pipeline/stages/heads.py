@@ -218,7 +218,7 @@ def example_figure(patterns: list[torch.Tensor], heads: list[tuple[str, str]], e
         ax.set_xlabel("key (attended-to token)", fontsize=8)
         ax.set_ylabel("query (attending token)", fontsize=8)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="attention")
+        fig.colorbar(image, ax=list(axes.flat[:n]), shrink=0.6, label="attention")
     fig.suptitle(f"Role heads' attention on held-out sequence {seq_id}, queries at positions {start}–{stop - 1}: the "
                  f"token {labels[t]} at t={t} (orange) occurred once before, at s={s}, followed by {labels[s + 1]} "
                  f"(green) both times.\nOutlined: query t → key s+1 (red: where an induction head should look) "
