@@ -48,8 +48,10 @@ def test_every_stage_runs_and_reports(project):
         table = pd.read_csv(work / f"data/scrub/{key}/breakdown.csv", keep_default_na=False)
         assert list(table.columns) == BREAKDOWN_COLUMNS
         positions = pd.read_parquet(work / f"data/scrub/{key}/positions.parquet")
-        for _, rows in table.groupby(["part", "group"]):
+        for (part, _), rows in table.groupby(["part", "group"]):
             assert rows["count"].sum() == len(positions)
+            # The groups' means, weighted by their counts, give back the part's loss in metrics.json.
+            assert (rows.loss_scrubbed * rows["count"]).sum() / len(positions) == pytest.approx(metrics[part]["loss"])
     # bonus 5's typicality class per scored position, as the resampler's rules give it.
     positions = pd.read_parquet(work / "data/scrub/bonus5/positions.parquet")
     hypothesis = parse_hypothesis("bonus5", params["hypotheses"]["bonus5"])
