@@ -64,10 +64,10 @@ def token_label(decoded: str, piece: str | None) -> str:
     A token that is part of a multi-byte character decodes to U+FFFD; it is shown by its bytes
     instead (`"\\xe2\\x80"`), so that the three pieces of ’ stay apart. A special token
     ([BEGIN]) decodes to nothing and is shown by its name, unquoted."""
-    if piece is not None and ("\ufffd" in decoded or decoded == ""):
+    if piece is not None and decoded == "":
+        return piece
+    if piece is not None and "\ufffd" in decoded:
         raw = [BYTE_DECODER.get(c) for c in piece]
-        if decoded == "":
-            return piece
         if all(b is not None for b in raw):
             return '"' + "".join(_escape_byte(b) for b in raw) + '"'
     return quote(decoded)
