@@ -127,8 +127,8 @@ class Batch:
     [batch, n_q])."""
 
     def __init__(self, model: AttnOnlyTransformer, cache: dict, tokens: np.ndarray, index: dict[str, np.ndarray],
-                 positions: dict[str, np.ndarray], roles: dict, device: torch.device):
-        self.model, self.cache, self.tokens, self.index = model, cache, tokens, index
+                 positions: dict[str, np.ndarray], roles: dict, device: torch.device, weights: Weights):
+        self.model, self.cache, self.tokens, self.index, self.weights = model, cache, tokens, index, weights
         self.positions, self.roles, self.device = positions, roles, device
         self.memo: dict[tuple, torch.Tensor] = {}
         self.residuals: dict[tuple, torch.Tensor] = {}
@@ -180,7 +180,7 @@ class Batch:
             if where == "queries" and full is not None:
                 self.residuals[memo_key] = _at(full, self.positions["queries"])
             else:
-                model, attn = self.model, self.model.blocks[0].attn
+                model = self.model
                 groups: dict = {}  # heads that share a spec are rebuilt together
                 for j in range(model.cfg.n_heads):
                     groups.setdefault(spec.for_head(head_name(0, j), self.roles), []).append(j)
@@ -194,9 +194,9 @@ class Batch:
                         z[:, :, heads] = self.heads_z(heads, head_spec, where)
                 seq = np.take_along_axis(self.index[spec.embedding], pos, axis=1)
                 tokens = torch.from_numpy(self.tokens[seq, pos]).to(self.device)
-                resid = attn.output(z.transpose(1, 2))
-                resid += model.W_E[tokens]
-                resid += attn.b_O
+                resid = z.flatten(2) @ self.weights.W_O0  # Σ_j z_j W_O^j [batch, n, d_model]
+                resid += F.embedding(tokens, model.W_E)  # an indexed gather is several times slower
+                resid += model.blocks[0].attn.b_O
                 self.residuals[memo_key] = resid
         return self.residuals[memo_key]
 
@@ -238,72 +238,109 @@ def _at(x: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
     return x[torch.arange(len(x), device=x.device)[:, None], index]
 
 
+class Weights:
+    """The model's per-head weights laid out for one matrix multiply per head group, built once
+    per scrub: projections as [d_model, head · d_head] (heads in the group's order, each head's
+    d_head columns together) and W_O as [head · d_head, d_model]. Numerically the same products as
+    the model's per-head einsums, summed in another order (float32 rounding, ~1e-7)."""
+
+    def __init__(self, model: AttnOnlyTransformer, induction: list[int], device: torch.device):
+        rest = [h for h in range(model.cfg.n_heads) if h not in induction]
+        # "all" lists the induction heads first, so that theirs and the others' are slices (views)
+        groups = {"all": induction + rest, "induction": induction, "rest": rest}
+        self.n_induction = len(induction)
+        attn0, attn1 = model.blocks[0].attn, model.blocks[1].attn
+        self.W_O0 = attn0.W_O.reshape(-1, model.cfg.d_model)  # [head · d_head, d_model]
+        self.W_O1 = {name: attn1.W_O[heads].reshape(-1, model.cfg.d_model) for name, heads in groups.items()}
+        self.W, self.b = {}, {}
+        for which in "QKV":
+            w, b = getattr(attn1, f"W_{which}"), getattr(attn1, f"b_{which}")
+            for name, heads in groups.items():
+                self.W[which, name] = w[heads].permute(1, 0, 2).reshape(model.cfg.d_model, -1)
+                self.b[which, name] = b[heads].reshape(-1)
+
+
 class Layer1:
     """Layer 1 of one batch at the scored positions: the clean part every scrub shares, and the
-    induction heads' output for any choice of query, key and value residuals."""
+    induction heads' output for any choice of query, key and value residuals.
 
-    def __init__(self, batch: Batch, induction: list[int]):
-        self.batch, self.model = batch, batch.model
+    Each residual is normalised once and projected once per input kind, keys and values of one
+    residual in one matrix multiply when the batch needs both (`needs`). Positions are added after
+    the projection ((u + pos) W = u W + pos W): a pass over the narrower output, not the input."""
+
+    def __init__(self, batch: Batch, weights: Weights, needs: set[tuple]):
+        self.batch, self.model, self.weights, self.needs = batch, batch.model, weights, needs
         self.block = self.model.blocks[1]
         device = batch.device
-        n_heads = self.model.cfg.n_heads
-        self.induction = torch.tensor(induction, device=device)
-        self.rest = torch.tensor([h for h in range(n_heads) if h not in induction], device=device)
         qpos = batch.positions["queries"]  # [batch, n_q]
         n_k = batch.positions["keys"].shape[1]
         pos = self.model.positions(n_k)
-        self.pos_k, self.pos_q = pos[None], _at(pos[None].expand(len(qpos), -1, -1), qpos)
+        self.pos = {"keys": pos, "queries": _at(pos[None].expand(len(qpos), -1, -1), qpos)}
         # attend to s ≤ t: 0 there, -inf after t, added to the scores [batch, 1, n_q, n_k]
         allowed = torch.arange(n_k, device=device)[None, None, :] <= torch.from_numpy(qpos).to(device)[:, :, None]
         self.causal = torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, float("-inf"))[:, None]
+        self.normalized: dict[tuple, torch.Tensor] = {}
         self.projected: dict[tuple, torch.Tensor] = {}
 
-    def project(self, spec: InputSpec, which: str) -> torch.Tensor:
-        """Queries (at scored positions), keys or values (at key positions) of the induction heads
-        from the residual `spec` builds: [batch, head, n, d_head]. The clean residual's are slices
-        of all heads' projections, which the clean layer 1 needs anyway."""
-        memo_key = (_spec_key(spec), which)
-        if memo_key not in self.projected:
-            if _spec_key(spec) == _spec_key(CLEAN):
-                self.projected[memo_key] = self._clean(which)[:, self.induction]
+    def _normalized(self, spec: InputSpec, where: str) -> torch.Tensor:
+        """LN1 of the residual `spec` builds at the positions `where`: [batch, n, d_model]."""
+        memo_key = (_spec_key(spec), where)
+        if memo_key not in self.normalized:
+            full = self.normalized.get((_spec_key(spec), "keys"))
+            if where == "queries" and full is not None:
+                self.normalized[memo_key] = _at(full, self.batch.positions["queries"])
             else:
-                self.projected[memo_key] = self._project(spec, which, self.induction)
-        return self.projected[memo_key]
+                self.normalized[memo_key] = self.block.ln1(self.batch.residual(spec, where))
+        return self.normalized[memo_key]
 
-    def _project(self, spec: InputSpec, which: str, heads: torch.Tensor | None) -> torch.Tensor:
-        where = "queries" if which == "Q" else "keys"
-        u = self.block.ln1(self.batch.residual(spec, where))
-        if which != "V":
-            u = u + (self.pos_q if which == "Q" else self.pos_k)
-        # contiguous once here, not at every part's attention that reads it
-        return self.block.attn.project(u, which, heads).contiguous()
-
-    def _clean(self, which: str) -> torch.Tensor:
-        memo_key = ("clean, every head", which)
+    def project(self, spec: InputSpec, which: str, group: str = "induction") -> torch.Tensor:
+        """Queries (at scored positions), keys or values (at key positions) of a head group
+        ("induction", "rest" or "all") from the residual `spec` builds: [batch, head, n, d_head]
+        (a strided view). The clean residual's are slices of all heads' projections, which the
+        clean layer 1 needs anyway."""
+        memo_key = (_spec_key(spec), which, group)
+        if _spec_key(spec) == _spec_key(CLEAN) and group != "all":
+            n = self.weights.n_induction
+            every = self.project(spec, which, "all")
+            return every[:, :n] if group == "induction" else every[:, n:]
         if memo_key not in self.projected:
-            self.projected[memo_key] = self._project(CLEAN, which, None)
+            kinds = [which]
+            if which != "Q" and (_spec_key(spec), "KV".replace(which, "")) in self.needs:
+                kinds = ["K", "V"]  # one matrix multiply for both
+            where = "queries" if which == "Q" else "keys"
+            u = self._normalized(spec, where)
+            w = torch.cat([self.weights.W[k, group] for k in kinds], dim=1)
+            out = u @ w  # [batch, n, kinds · head · d_head]
+            for i, kind in enumerate(kinds):
+                width = w.shape[1] // len(kinds)
+                x = out[..., i * width : (i + 1) * width]
+                bias = self.weights.b[kind, group]
+                x = x + (self.pos[where] @ self.weights.W[kind, group] + bias if kind != "V" else bias)
+                self.projected[(_spec_key(spec), kind, group)] = x.unflatten(-1, (-1, self.model.cfg.d_head)).transpose(1, 2)
         return self.projected[memo_key]
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """z [batch, head, n_q, d_head] of queries q at the scored positions over keys k, values v."""
-        scores = (q @ k.transpose(-1, -2)) / self.block.attn.scale  # [batch, head, n_q, n_k]
-        return (scores + self.causal).softmax(dim=-1) @ v
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.causal, scale=1 / self.block.attn.scale)
+
+    def output(self, z: torch.Tensor, group: str) -> torch.Tensor:
+        """Σ over the group's heads of z_h W_O^h: z [batch, head, n_q, d_head] → [batch, n_q, d_model]."""
+        return z.transpose(1, 2).flatten(2) @ self.weights.W_O1[group]
 
     def clean_rest(self) -> torch.Tensor:
         """r1 + the non-induction heads + b_O at the scored positions: what no scrub touches
         [batch, n_q, d_model]."""
-        attn = self.block.attn
         # keys and values first: the query residual is then a gather of the full one
-        k, v = self._clean("K")[:, self.rest], self._clean("V")[:, self.rest]
-        z = self.attend(self._clean("Q")[:, self.rest], k, v)
-        return self.batch.residual(CLEAN, "queries") + attn.output(z, self.rest) + attn.b_O
+        k, v = self.project(CLEAN, "K", "rest"), self.project(CLEAN, "V", "rest")
+        z = self.attend(self.project(CLEAN, "Q", "rest"), k, v)
+        return self.batch.residual(CLEAN, "queries") + self.output(z, "rest") + self.block.attn.b_O
 
     def induction_out(self, q_spec: InputSpec, k_spec: InputSpec, v_spec: InputSpec) -> torch.Tensor:
         """Σ of the induction heads' outputs at the scored positions, with queries, keys and values
         from the three residuals: [batch, n_q, d_model]."""
         k, v = self.project(k_spec, "K"), self.project(v_spec, "V")
         z = self.attend(self.project(q_spec, "Q"), k, v)
-        return self.block.attn.output(z, self.induction)
+        return self.output(z, "induction")
 
 
 # --- scoring -----------------------------------------------------------------------------------
@@ -361,6 +398,10 @@ def scrub_losses(model: AttnOnlyTransformer, cache: dict, tokens: torch.Tensor |
     tokens = np.asarray(tokens, dtype=np.int64)
     n_seq, n_pos = tokens.shape[0], tokens.shape[1] - 1
     induction = [parse_head_name(h)[1] for h in roles["induction"]]
+    weights = Weights(model, induction, device)
+    triples = [(CLEAN, CLEAN, CLEAN), (OTHER, OTHER, OTHER)] + [
+        tuple(hypothesis.inputs[name] if name in PARTS[part] else CLEAN for name in ("q", "k", "v")) for part in parts]
+    needs = {(_spec_key(spec), which) for triple in triples for spec, which in zip(triple, "QKV")}
     scored = np.asarray(scored, dtype=bool)
     other = np.asarray(other, dtype=np.int64)
     names = ["original", "baseline"] + list(parts)
@@ -380,8 +421,8 @@ def scrub_losses(model: AttnOnlyTransformer, cache: dict, tokens: torch.Tensor |
         index = {"clean": np.broadcast_to(rows[:, None], (len(rows), n_pos)),
                  "other": np.broadcast_to(other[rows][:, None], (len(rows), n_pos))}
         index.update({name: np.asarray(draws[rows]) for name, draws in resampled.items()})
-        batch = Batch(model, cache, tokens, index, {"queries": queries, "keys": keys}, roles, device)
-        layer1 = Layer1(batch, induction)
+        batch = Batch(model, cache, tokens, index, {"queries": queries, "keys": keys}, roles, device, weights)
+        layer1 = Layer1(batch, weights, needs)
 
         valid_t = torch.from_numpy(valid).to(device)
         targets = torch.from_numpy(np.take_along_axis(tokens[rows], queries + 1, axis=1)).to(device)[valid_t]
@@ -391,11 +432,8 @@ def scrub_losses(model: AttnOnlyTransformer, cache: dict, tokens: torch.Tensor |
             resid = rest + layer1.induction_out(q_spec, k_spec, v_spec)[valid_t]
             return F.cross_entropy(model.unembed(resid), targets, reduction="none").cpu().numpy()
 
-        per_position["original"].append(score(CLEAN, CLEAN, CLEAN))
-        per_position["baseline"].append(score(OTHER, OTHER, OTHER))
-        for part in parts:
-            specs = [hypothesis.inputs[name] if name in PARTS[part] else CLEAN for name in ("q", "k", "v")]
-            per_position[part].append(score(*specs))
+        for name, triple in zip(names, triples):
+            per_position[name].append(score(*triple))
         where_seq.append(np.broadcast_to(rows[:, None], valid.shape)[valid])
         where_pos.append(queries[valid])
         _release(cache)
