@@ -138,7 +138,14 @@ def test_a_yaml_syntax_error_in_a_hypothesis_file_is_one_line_naming_the_file(co
 
 @pytest.mark.parametrize("preset", ["tiny", "redwood", "none"])
 def test_every_preset_passes_the_schema(tmp_path, preset):
-    result = run_params("--output", str(tmp_path / "params.yaml"), f"preset={preset}")
+    # Redwood's downloads as local copies: composition checks that what it would fetch is there
+    # (an empty cache offline is tests/test_redwood_offline.py's case)
+    local = []
+    if preset == "redwood":
+        (tmp_path / "snapshot").mkdir()
+        (tmp_path / "validation_data.pt").write_bytes(b"")
+        local = [f"model.repo={tmp_path / 'snapshot'}", f"data.file={tmp_path / 'validation_data.pt'}"]
+    result = run_params("--output", str(tmp_path / "params.yaml"), f"preset={preset}", *local)
     assert result.returncode == 0, result.stderr
 
 
@@ -196,14 +203,19 @@ def test_overrides_do_not_carry_over_from_one_composition_to_the_next(tmp_path):
     assert both["sequences"]["seq_len"] == 48 and both["scrub"]["seed"] == 1
 
 
-# What each option needs beside itself to compose (a mandatory value, a matching tokenizer).
+# What each option needs beside itself to compose (a mandatory value, a matching tokenizer, a
+# local copy of a download, which composition checks for: {tmp} is the test's folder).
 OPTION_NEEDS = {"data=files": ["data.path=texts"], "model=file": ["model.file=model.pt"],
-                "data=redwood_validation": ["tokenizer=gpt2"]}
+                "data=redwood_validation": ["tokenizer=gpt2", "data.file={tmp}/validation_data.pt"],
+                "model=redwood": ["model.repo={tmp}/snapshot"]}
 
 
 @pytest.mark.parametrize("option", [f"{p.parent.name}={p.stem}" for group in ("data", "tokenizer", "model")
                                     for p in sorted((ROOT / "conf" / group).glob("*.yaml"))])
 def test_every_group_option_in_conf_has_a_schema(tmp_path, option):
     """Fails when a key is added to conf/ without its line in pipeline/schema.py."""
-    result = run_params("--output", str(tmp_path / "params.yaml"), option, *OPTION_NEEDS.get(option, []))
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "validation_data.pt").write_bytes(b"")
+    needs = [need.format(tmp=tmp_path) for need in OPTION_NEEDS.get(option, [])]
+    result = run_params("--output", str(tmp_path / "params.yaml"), option, *needs)
     assert result.returncode == 0, result.stderr

@@ -174,3 +174,17 @@ def test_scrubbing_changes_the_loss(setup):
     """Guards the tests above against an engine that ignores its hypothesis."""
     out = engine(setup, spec({"all": "other"}), parts=["q"])
     assert np.abs(out["q"].loss_sum - out["original"].loss_sum).max() > 1e-2
+
+
+def test_parts_without_references_equal_parts_with_them(setup):
+    """`references=False` (the sweep's runs after its first) skips the original and the baseline
+    and changes nothing else: the keys and values each part reads are built the same way."""
+    raw = spec({"all": {"mask": [0, 1], "inside": {"pattern": "other", "values": "clean"}, "outside": "other"}},
+               {"all": "other"}, {"0.0": "clean", "all": "other"})
+    with_refs = engine(setup, raw)
+    without = scrub_losses(setup["model"], setup["cache"], setup["tokens"], setup["other"],
+                           parse_hypothesis("t", raw), ROLES, setup["scored"], PARTS, batch_size=3,
+                           progress=False, references=False)
+    assert sorted(without) == sorted(PARTS)
+    for part in PARTS:
+        np.testing.assert_allclose(without[part].loss, with_refs[part].loss, rtol=1e-6, err_msg=part)

@@ -377,9 +377,10 @@ def scored_positions(scored_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 def scrub_losses(model: AttnOnlyTransformer, cache: dict, tokens: torch.Tensor | np.ndarray,
                  other: np.ndarray, hypothesis, roles: dict, scored: np.ndarray,
                  parts: list[str], resampled: dict[str, np.ndarray] | None = None, batch_size: int = 32,
-                 progress: bool = True, device: str | torch.device = "cpu") -> dict[str, Losses]:
-    """Losses of `hypothesis` for each part (q, k, v, all), plus `original` (every input clean) and
-    `baseline` (every input of the induction heads from the partner sequence).
+                 progress: bool = True, device: str | torch.device = "cpu", references: bool = True) -> dict[str, Losses]:
+    """Losses of `hypothesis` for each part (q, k, v, all), plus, with `references`, `original`
+    (every input clean) and `baseline` (every input of the induction heads from the partner
+    sequence), which do not depend on the hypothesis: a caller running several may ask once.
 
     tokens [seq, pos + 1]; cache: {v, z, diag} arrays (tensors or memory-mapped numpy);
     other [seq]: each sequence's partner; scored [d_vocab] bool: a position t counts when its
@@ -399,12 +400,12 @@ def scrub_losses(model: AttnOnlyTransformer, cache: dict, tokens: torch.Tensor |
     n_seq, n_pos = tokens.shape[0], tokens.shape[1] - 1
     induction = [parse_head_name(h)[1] for h in roles["induction"]]
     weights = Weights(model, induction, device)
-    triples = [(CLEAN, CLEAN, CLEAN), (OTHER, OTHER, OTHER)] + [
+    triples = ([(CLEAN, CLEAN, CLEAN), (OTHER, OTHER, OTHER)] if references else []) + [
         tuple(hypothesis.inputs[name] if name in PARTS[part] else CLEAN for name in ("q", "k", "v")) for part in parts]
     needs = {(_spec_key(spec), which) for triple in triples for spec, which in zip(triple, "QKV")}
     scored = np.asarray(scored, dtype=bool)
     other = np.asarray(other, dtype=np.int64)
-    names = ["original", "baseline"] + list(parts)
+    names = (["original", "baseline"] if references else []) + list(parts)
     per_position: dict[str, list[np.ndarray]] = {n: [] for n in names}
     where_seq, where_pos = [], []
     # Batches of sequences whose last scored positions are close: keys are computed up to the
