@@ -4,6 +4,7 @@ report."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -79,6 +80,11 @@ def test_every_stage_runs_and_reports(project):
         got = sweep[(sweep.part == part) & (sweep.kind == "cumulative") & (sweep.offsets == "0,1,2")]
         assert got.recovered.item() == pytest.approx(refined2[part]["recovered"], rel=1e-5)
     assert len(sweep) == 2 * 2 * 3 and (work / "reports/sweep.png").stat().st_size > 1000
+    # the review page: every view produced (no "not produced" notice), every link there
+    page = (work / "reports/index.html").read_text()
+    assert "not produced" not in page and (work / "reports/training.png").stat().st_size > 1000
+    for target in re.findall(r' (?:href|src)="([^"#][^"]*)"', page):
+        assert (work / "reports" / target).resolve().exists(), target
     assert "up to date" in sh("dvc", "status", cwd=work).stdout
 
 
@@ -90,3 +96,6 @@ def test_changing_one_hypothesis_reruns_only_its_stage(project):
     log = sh("dvc", "repro", cwd=work).stdout
     ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
     assert ran == ["report", "scrub@refined2"]
+    # the page's refined 2 table follows the new mask
+    table = (work / "reports/index.html").read_text().split('id="hyp-refined2"')[1].split("</table>")[0]
+    assert "split at <b>cur</b>" in table.split("<tr>")[3].split("</td>")[0]
