@@ -68,9 +68,9 @@ def sweep(model, cache: dict, tokens: np.ndarray, other: np.ndarray, form: dict,
     """% loss recovered of Q and of K for every mask of `masks(max_offset)`: a frame of COLUMNS.
 
     One engine run per distinct mask (the cumulative {0} is the single {0}), scrubbing Q and K as
-    two parts. Every run recomputes the original and the baseline (scrub_losses has no way to skip
-    them); they do not depend on the mask, so the first run's are used for every row, and every
-    row's interval comes from the same bootstrap draws (summarize's seed): rows are paired."""
+    two parts. The original and the baseline do not depend on the mask: only the first run
+    computes them, and every row's interval comes from the same bootstrap draws (summarize's
+    seed): rows are paired."""
     n_offsets = cache["diag"].shape[-1]
     if max_offset >= n_offsets:
         raise ConfigError("sweep.max_offset", f"{max_offset} is not cached: the layer-0 cache keeps offsets "
@@ -84,7 +84,8 @@ def sweep(model, cache: dict, tokens: np.ndarray, other: np.ndarray, form: dict,
             start = time.perf_counter()
             hypothesis = variant(form, offsets)
             losses = scrub_losses(model, cache, tokens, other, hypothesis, roles, scored, PARTS, resampled,
-                                  batch_size=batch_size, progress=False, device=device)
+                                  batch_size=batch_size, progress=False, device=device,
+                                  references=references is None)
             references = references or {name: losses[name] for name in ("original", "baseline")}
             runs[offsets] = losses
             seconds = time.perf_counter() - start
