@@ -69,8 +69,8 @@ def num(value, decimals: int, src: str, key: str, scale: float = 1) -> str:
     attrs = f' data-src="{escape(src)}" data-key="{escape(key)}"' + (f' data-scale="{scale:g}"' if scale != 1 else "")
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f'<span class="n"{attrs}>n/a</span>'
-    text = f"{float(value) * scale:.{decimals}f}" if decimals >= 0 else str(int(value))
-    return f'<span class="n"{attrs}>{text.replace("-", MINUS)}</span>'
+    shown = f"{float(value) * scale:.{decimals}f}" if decimals >= 0 else str(int(value))
+    return f'<span class="n"{attrs}>{shown.replace("-", MINUS)}</span>'
 
 
 def text(value, src: str, key: str) -> str:
@@ -104,6 +104,7 @@ def read_json(root: Path, target: str):
 
 
 def read_csv(root: Path, target: str, **kwargs) -> pd.DataFrame | None:
+    # Only an empty field is missing: token labels such as "NA" or "null" stay text.
     path = root / target
     return pd.read_csv(path, keep_default_na=False, na_values=[""], **kwargs) if path.exists() else None
 
