@@ -144,6 +144,11 @@ class Batch:
             out = torch.zeros_like(unshifted)
             out[:, shift:] = unshifted[:, : max(0, unshifted.shape[1] - shift)]
             self.memo[memo_key] = out
+        if memo_key not in self.memo and where == "keys" and source in FIXED_SOURCES:
+            # each row reads the first n_k positions of one sequence: a slice per row, not a
+            # gather per element
+            n_k = self.positions["keys"].shape[1]
+            self.memo[memo_key] = _rows(self.cache[key], self.index[source][:, 0], n_k).float().to(self.device)
         if memo_key not in self.memo:
             pos = self.positions[where]  # [batch, n]
             seq = np.take_along_axis(self.index[source], pos, axis=1)
@@ -166,7 +171,16 @@ class Batch:
             return take("v", spec.identity) + (take("z", spec.rest) - take("v", spec.rest))
         assert isinstance(spec, Masked)
         out = take("z", spec.outside).clone()
-        for k in spec.offsets:  # in place: the arrays are large and memory-bound
+        if where == "keys" and spec.values in FIXED_SOURCES and spec.outside in FIXED_SOURCES:
+            # key positions are 0 … n - 1 of one sequence per row: v[t - k] is a slice, no copy
+            n = out.shape[1]
+            for k in spec.offsets:  # in place: the arrays are large and memory-bound
+                if k < n:
+                    out[:, k:].addcmul_(take("diag", spec.pattern)[:, k:, :, k, None], take("v", spec.values)[:, : n - k])
+                    out[:, k:].addcmul_(take("diag", spec.outside)[:, k:, :, k, None], take("v", spec.outside)[:, : n - k],
+                                        value=-1)
+            return out
+        for k in spec.offsets:
             out.addcmul_(take("diag", spec.pattern)[..., k, None], take("v", spec.values, k))
             out.addcmul_(take("diag", spec.outside)[..., k, None], take("v", spec.outside, k), value=-1)
         return out
@@ -185,13 +199,16 @@ class Batch:
                 for j in range(model.cfg.n_heads):
                     groups.setdefault(spec.for_head(head_name(0, j), self.roles), []).append(j)
                 pos = self.positions[where]
-                if len(groups) == 1:
-                    (head_spec, heads), = groups.items()
-                    z = self.heads_z(heads, head_spec, where)
-                else:
-                    z = torch.empty(*pos.shape, model.cfg.n_heads, model.cfg.d_head, device=self.device)
+                # The largest group is rebuilt for every head, the others' heads then overwritten:
+                # cheaper than gathering the group's heads out of each cached array.
+                every = list(range(model.cfg.n_heads))
+                largest = max(groups, key=lambda head_spec: len(groups[head_spec]))
+                z = self.heads_z(every, largest, where)
+                if len(groups) > 1:
+                    z = z.clone() if isinstance(largest, Whole) else z  # a Whole's z is the memo's
                     for head_spec, heads in groups.items():
-                        z[:, :, heads] = self.heads_z(heads, head_spec, where)
+                        if head_spec is not largest:
+                            z[:, :, heads] = self.heads_z(heads, head_spec, where)
                 seq = np.take_along_axis(self.index[spec.embedding], pos, axis=1)
                 tokens = torch.from_numpy(self.tokens[seq, pos]).to(self.device)
                 resid = z.flatten(2) @ self.weights.W_O0  # Σ_j z_j W_O^j [batch, n, d_model]
@@ -216,6 +233,13 @@ def _gather(array, seq: np.ndarray, pos: np.ndarray, scattered: bool = False) ->
     if scattered and isinstance(array, np.memmap) and array.nbytes > SCATTERED_MMAP_LIMIT:
         return torch.from_numpy(_read_elements(array, seq, pos))
     return torch.from_numpy(np.ascontiguousarray(array[seq, pos]))
+
+
+def _rows(array, rows: np.ndarray, n: int) -> torch.Tensor:
+    """array[rows, :n] for a row index array [batch]: [batch, n, ...]."""
+    if isinstance(array, torch.Tensor):
+        return array[torch.from_numpy(np.ascontiguousarray(rows)), :n]
+    return torch.from_numpy(np.ascontiguousarray(array[rows, :n]))
 
 
 def _read_elements(array: np.memmap, seq: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,38 @@ from pipeline import paths
 from pipeline.breakdown import breakdown, token_labels
 from pipeline.checkpoint import load_checkpoint
 from pipeline.device import resolve_device
+from pipeline.model import AttnOnlyTransformer
 from pipeline.scrub import check_heads, classify_positions, draw_matching, parse_hypothesis, resolve_rules, scrub_losses, summarize
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
 from pipeline.stages.cache_l0 import load_cache
 from pipeline.tokenizer import load_sequences
+
+
+@dataclass
+class Inputs:
+    """What every scrub reads besides its hypothesis (the scrub and sweep stages)."""
+    model: AttnOnlyTransformer
+    tokens: np.ndarray  # [seq, pos + 1] the experiment sequences: inputs and the last target
+    other: np.ndarray   # [seq] each sequence's partner (the pairing stage's emb2)
+    scored: np.ndarray  # [d_vocab] bool: a position counts when its input token is whitelisted
+    roles: dict
+    cache: dict         # the layer-0 cache, memory-mapped (cache_l0.load_cache)
+
+
+def load_inputs(params: dict) -> Inputs:
+    model = load_checkpoint(require(params, "model.path"), "model.path")
+    tokens = load_sequences(paths.SEQUENCES)
+    other = pd.read_parquet(paths.PAIRING).sort_values("seq_id").other_seq_id.to_numpy()
+    whitelist = pd.read_parquet(paths.WHITELIST)
+    scored = np.zeros(model.cfg.d_vocab, dtype=bool)
+    scored[whitelist.loc[whitelist.whitelisted, "token"].to_numpy()] = True
+    if not scored[tokens[:, :-1]].any():
+        raise ConfigError("whitelist.threshold", "no position of the experiment sequences has a whitelisted token")
+    roles = json.loads(Path(paths.ROLES).read_text())
+    cache = load_cache()
+    if cache["z"].shape[0] != len(tokens):
+        raise ConfigError("cache", "the layer-0 cache does not match the sequences; rerun `dvc repro`")
+    return Inputs(model, tokens, other, scored, roles, cache)
 
 
 def resampler_classes(hypothesis, tokens: np.ndarray,
@@ -89,20 +118,10 @@ def main() -> None:
     parts = list(cfg["parts"])
     hypothesis = parse_hypothesis(key, hypotheses[key])
 
-    model = load_checkpoint(require(params, "model.path"), "model.path")
+    inputs = load_inputs(params)
+    model, tokens, other, scored, roles, cache = (inputs.model, inputs.tokens, inputs.other, inputs.scored,
+                                                  inputs.roles, inputs.cache)
     check_heads(hypothesis, key, model.cfg.n_heads)
-    tokens = load_sequences(paths.SEQUENCES)
-    pairing = pd.read_parquet(paths.PAIRING)
-    other = pairing.sort_values("seq_id").other_seq_id.to_numpy()
-    whitelist = pd.read_parquet(paths.WHITELIST)
-    scored = np.zeros(model.cfg.d_vocab, dtype=bool)
-    scored[whitelist.loc[whitelist.whitelisted, "token"].to_numpy()] = True
-    if not scored[tokens[:, :-1]].any():
-        raise ConfigError("whitelist.threshold", "no position of the experiment sequences has a whitelisted token")
-    roles = json.loads(open(paths.ROLES).read())
-    cache = load_cache()
-    if cache["z"].shape[0] != len(tokens):
-        raise ConfigError("cache", "the layer-0 cache does not match the sequences; rerun `dvc repro`")
 
     classes = resampler_classes(hypothesis, tokens)
     resampled = resampled_draws(hypothesis, tokens, cfg["seed"], classes=classes)

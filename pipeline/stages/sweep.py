@@ -18,24 +18,19 @@ its bootstrap 95% interval and the mean scrubbed loss; reports/sweep.png.
 from __future__ import annotations
 
 import copy
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from pipeline import paths
-from pipeline.checkpoint import load_checkpoint
 from pipeline.device import resolve_device
 from pipeline.figures import sweep_figure
 from pipeline.schema import check_sweep
 from pipeline.scrub import Hypothesis, Losses, parse_hypothesis, scrub_losses, summarize
 from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
-from pipeline.stages.cache_l0 import load_cache
-from pipeline.stages.scrub import resampled_draws
-from pipeline.tokenizer import load_sequences
+from pipeline.stages.scrub import load_inputs, resampled_draws
 
 PARTS = ["q", "k"]
 KINDS = ["cumulative", "single"]
@@ -113,18 +108,9 @@ def main() -> None:
     scrub_cfg = require(params, "scrub")
     cfg = require(params, "sweep")
 
-    model = load_checkpoint(require(params, "model.path"), "model.path")
-    tokens = load_sequences(paths.SEQUENCES)
-    other = pd.read_parquet(paths.PAIRING).sort_values("seq_id").other_seq_id.to_numpy()
-    whitelist = pd.read_parquet(paths.WHITELIST)
-    scored = np.zeros(model.cfg.d_vocab, dtype=bool)
-    scored[whitelist.loc[whitelist.whitelisted, "token"].to_numpy()] = True
-    if not scored[tokens[:, :-1]].any():
-        raise ConfigError("whitelist.threshold", "no position of the experiment sequences has a whitelisted token")
-    roles = json.loads(Path(paths.ROLES).read_text())
-    cache = load_cache()
-    if cache["z"].shape[0] != len(tokens):
-        raise ConfigError("cache", "the layer-0 cache does not match the sequences; rerun `dvc repro`")
+    inputs = load_inputs(params)
+    model, tokens, other, scored, roles, cache = (inputs.model, inputs.tokens, inputs.other, inputs.scored,
+                                                  inputs.roles, inputs.cache)
     # composition checked these against cache.n_offsets; here against the cache and model in hand
     check_sweep(cfg, cache["diag"].shape[-1], model.cfg.n_heads)
     resampled = resampled_draws(parse_hypothesis("sweep", cfg["form"]), tokens, int(scrub_cfg["seed"]))
