@@ -34,10 +34,12 @@ def test_written_cache_equals_the_cache_in_memory(model, files):
         np.testing.assert_array_equal(np.asarray(on_disk[key]), in_memory[key].numpy())
 
 
-@pytest.mark.parametrize("limit", [engine.SCATTERED_MMAP_LIMIT, 0])  # 0: every scattered read is a file read
+# 0: every scattered read is a file read, and pages are released after every batch
+@pytest.mark.parametrize("limit", [engine.SCATTERED_MMAP_LIMIT, 0])
 def test_scrubs_read_the_files_as_they_read_memory(model, files, monkeypatch, limit):
     tokens, folder, _ = files
     monkeypatch.setattr(engine, "SCATTERED_MMAP_LIMIT", limit)
+    monkeypatch.setattr(engine, "RELEASE_LIMIT", limit)
     n_seq, n_pos = len(tokens), tokens.shape[1] - 1
     draws = np.random.default_rng(0).integers(0, n_seq, size=(n_seq, n_pos))  # any sequence, per position
     other = np.roll(np.arange(n_seq), 3)

@@ -92,10 +92,18 @@ def build_cache(model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int
     return out
 
 
+# A cache at most this large may stay resident: releasing its pages after every batch costs more
+# (the madvise, then page faults when the partner reads the same rows again) than it saves.
+RELEASE_LIMIT = 1 << 30
+
+
 def _release(cache: dict) -> None:
     """Hand back to the kernel what a batch leaves behind: the pages of a memory-mapped cache it
     read, which would otherwise stay resident until the scrub held the whole cache, and the freed
-    heap, which glibc keeps (fragmented by batches of growing shapes) unless asked to trim."""
+    heap, which glibc keeps (fragmented by batches of growing shapes) unless asked to trim. Only
+    for a cache larger than RELEASE_LIMIT."""
+    if sum(array.nbytes for array in cache.values()) <= RELEASE_LIMIT:
+        return
     for array in cache.values():
         mapping = getattr(array, "_mmap", None)
         if mapping is not None:
