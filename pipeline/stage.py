@@ -21,9 +21,9 @@ import yaml
 
 PARAMS_FILE = Path("params.yaml")
 # Folders below the root (params.yaml) whose children may be atomic_path's temporaries: data/
-# (data/cache_l0), data/<stage>/, data/scrub/<key>/ and reports/; not a recursive walk, which
-# would read all of data/external/.
-TEMP_PARENTS = ("data", "data/*", "data/scrub/*", "reports")
+# (data/cache_l0), data/<stage>/, data/scrub/<key>/, reports/ and reports/<folder>/ (the head
+# views); not a recursive walk, which would read all of data/external/.
+TEMP_PARENTS = ("data", "data/*", "data/scrub/*", "reports", "reports/*")
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)-[^/]*$")
 
 

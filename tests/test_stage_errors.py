@@ -149,7 +149,8 @@ def dead_pid() -> int:
 def test_a_killed_stages_temporary_folders_are_removed_by_the_next_stage_run(project):
     pid = dead_pid()
     stale = [project / f"data/.cache_l0.tmp-{pid}-x1", project / f"data/pairing/.pairing.parquet.tmp-{pid}-x2",
-             project / f"data/scrub/naive/.losses.parquet.tmp-{pid}-x3", project / f".params.yaml.tmp-{pid}-x4"]
+             project / f"data/scrub/naive/.losses.parquet.tmp-{pid}-x3", project / f".params.yaml.tmp-{pid}-x4",
+             project / f"reports/heads/.example.png.tmp-{pid}-x6"]
     running = project / f"data/whitelist/.whitelist.parquet.tmp-{os.getpid()}-x5"  # a live process's
     unrelated = project / "data/pairing/.keep"
     for folder in stale + [running]:
