@@ -17,6 +17,7 @@ from pipeline.checkpoint import save_checkpoint
 from pipeline.model import AttnOnlyTransformer, ModelConfig
 from pipeline.roles import propose_roles, resolve_roles
 from pipeline.stage import ConfigError
+from pipeline.tokenizer import train_bpe
 
 CFG = {"min_previous_token_score": 0.3, "min_same_token_score": 0.3, "max_self_heads": 3,
        "min_induction_score": 0.1}
@@ -138,12 +139,19 @@ def heads_project(tmp: Path, roles: dict) -> Path:
     save_checkpoint(AttnOnlyTransformer(ModelConfig(d_vocab=40, n_ctx=32, d_model=32, n_heads=4, d_head=8)),
                     tmp / "data/model/model.pt")
     rng = np.random.default_rng(0)
-    tokens = [np.concatenate([[0], rng.integers(2, 40, size=21)]) for _ in range(4)]
+    # each sequence repeats its first ten tokens, so the head views find an example
+    halves = [rng.permutation(np.arange(2, 40))[:10] for _ in range(4)]
+    tokens = [np.concatenate([[0], half, half, [5]]) for half in halves]
     pd.DataFrame({"seq_id": range(4), "doc_id": ["d"] * 4, "offset": [0] * 4, "tokens": tokens}).to_parquet(
         tmp / "data/tokens/sequences.parquet", index=False)
     (tmp / "data/tokens/meta.json").write_text(json.dumps({"begin_id": 0, "end_id": 1, "d_vocab": 40}))
+    train_bpe(["the cat sat on the mat, and the dog sat on the log."] * 20, 300).save(
+        str(tmp / "data/tokens/tokenizer.json"))
+    (tmp / "data/whitelist").mkdir(parents=True)
+    pd.DataFrame({"token": np.arange(40), "whitelisted": True}).to_parquet(tmp / "data/whitelist/whitelist.parquet")
     params = {"model": {"path": "data/model/model.pt"}, "roles": roles,
-              "heads": {**CFG, "heldout_sequences": 4, "repeat_length": 10, "repeat_sequences": 4}}
+              "heads": {**CFG, "heldout_sequences": 4, "repeat_length": 10, "repeat_sequences": 4,
+                        "views": {"max_offset": 4, "window": 16, "seed": 0}}}
     (tmp / "params.yaml").write_text(yaml.safe_dump(params))
     return tmp
 

@@ -37,6 +37,7 @@ from pipeline.stage import ConfigError, atomic_path, load_params, require, run_s
 def main() -> None:
     params = load_params()
     cfg = require(params, "heads")
+    views_cfg = require(params, "heads.views")
     meta = json.loads(Path(paths.TOKENS_META).read_text())
     model = load_checkpoint(require(params, "model.path"), "model.path").eval()
     seqs = pd.read_parquet(paths.SEQUENCES).tokens
@@ -56,10 +57,11 @@ def main() -> None:
         "max_induction_score": max(scores["induction_score"]),
         "repeat_loss_drop": scores["loss_first_half"] - scores["loss_second_half"],
     }
+    # the views first: a view that cannot be drawn stops the stage before roles.json changes
+    write_views(model, views_cfg, scores, roles, heldout[:, :-1])
     write_json(paths.HEAD_SCORES, {**summary, **scores})
     write_json(paths.ROLES, roles)
     print("roles:", roles, "|", {k: round(v, 3) for k, v in summary.items()})
-    write_views(model, require(params, "heads.views"), scores, roles, heldout[:, :-1])
 
 
 def role_heads(roles: dict) -> list[tuple[str, str]]:
