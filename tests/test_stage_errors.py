@@ -238,6 +238,11 @@ def test_a_failed_report_under_dvc_keeps_the_committed_report(project):
     for key in keys:
         (project / f"data/scrub/{key}").mkdir(parents=True)
         (project / f"data/scrub/{key}/metrics.json").write_text(json.dumps(fake_metrics(key, 50.0)))
+    # the page's other inputs, which DVC wants present: the committed run's (git-tracked) ones
+    for name in ("data/heads/scores.json", "data/heads/views.json", "data/sweep/sweep.csv", "data/model/train_log.json"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, project / name)
+    (project / "data/heads/roles.json").write_text(json.dumps({"prev": "0.0", "self": [], "induction": ["1.5", "1.4"]}))
 
     def sh(*cmd: str) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, cwd=project, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
