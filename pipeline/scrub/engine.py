@@ -313,6 +313,7 @@ class Layer1:
         self.causal = torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, float("-inf"))[:, None]
         self.normalized: dict[tuple, torch.Tensor] = {}
         self.projected: dict[tuple, torch.Tensor] = {}
+        self.position_terms: dict[tuple, torch.Tensor] = {}
 
     def _normalized(self, spec: InputSpec, where: str) -> torch.Tensor:
         """LN1 of the residual `spec` builds at the positions `where`: [batch, n, d_model]."""
@@ -347,9 +348,17 @@ class Layer1:
                 width = w.shape[1] // len(kinds)
                 x = out[..., i * width : (i + 1) * width]
                 bias = self.weights.b[kind, group]
-                x = x + (self.pos[where] @ self.weights.W[kind, group] + bias if kind != "V" else bias)
+                x = x + (self._position_term(where, kind, group) if kind != "V" else bias)
                 self.projected[(_spec_key(spec), kind, group)] = x.unflatten(-1, (-1, self.model.cfg.d_head)).transpose(1, 2)
         return self.projected[memo_key]
+
+    def _position_term(self, where: str, kind: str, group: str) -> torch.Tensor:
+        """pos W + b of Q or K for a head group, once per batch whatever the residual:
+        [n, head · d_head] at keys, [batch, n_q, head · d_head] at queries."""
+        memo_key = (where, kind, group)
+        if memo_key not in self.position_terms:
+            self.position_terms[memo_key] = self.pos[where] @ self.weights.W[kind, group] + self.weights.b[kind, group]
+        return self.position_terms[memo_key]
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """z [batch, head, n_q, d_head] of queries q at the scored positions over keys k, values v."""
