@@ -5,15 +5,15 @@
     python benchmarks/bench.py --synthetic 10000            # peak memory at 10,000 sequences
     python benchmarks/bench.py --repro                      # a fresh clone's `dvc repro`, per stage
 
-Reads the default pipeline's outputs (run `dvc repro` first). In one run, on the same sequences
-and threads, it
+Reads the default pipeline's outputs for its first model (the first of `seeds`; run `dvc repro`
+first). In one run, on the same sequences and threads, it
 
 - measures the machine's fp32 GEMM rate (2048³) and counts, per hypothesis, the FLOP bound: the
   matrix multiplies the scrubs cannot avoid (each distinct residual built and projected once, keys
   and values only up to each sequence's last scored position, queries, attention, W_O and the
   unembedding only at scored positions; see `flop_bound`);
 - times `scrub_losses` in this process (the engine alone: seconds and multiple of the bound);
-- times each whole stage as its own process, `python -m pipeline.stages.scrub KEY` against
+- times each whole stage as its own process, `python -m pipeline.stages.scrub SEED KEY` against
   `benchmarks/tl_hooks.py` run the same way (load inputs, scrub, write losses), with each
   process's peak RSS, and checks that the two agree on every sequence's loss;
 - times the cache_l0 stage.
@@ -40,13 +40,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.paths import ModelPaths  # noqa: E402
 from pipeline.checkpoint import load_checkpoint  # noqa: E402
 from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses  # noqa: E402
 from pipeline.scrub.engine import CLEAN, OTHER, PARTS, _spec_key  # noqa: E402
 from pipeline.stages.cache_l0 import load_cache  # noqa: E402
 from pipeline.tokenizer import load_sequences  # noqa: E402
 
-STAGE_INPUTS = ("data/tokens/tokenizer.json", "data/whitelist/whitelist.parquet", "data/heads/roles.json")
+STAGE_INPUTS = ("data/tokens/tokenizer.json", "data/whitelist/whitelist.parquet")
 
 
 # --- what to compare against ---------------------------------------------------------------------
@@ -138,6 +139,11 @@ def run_process(cmd: list[str], cwd: Path, threads: int) -> tuple[float, float, 
     return seconds, int((cwd / "peak_rss_kib").read_text()) / 1024, proc.stdout
 
 
+def bench_model(params: dict) -> ModelPaths:
+    """The model the benchmark runs on: the first of params' `seeds`."""
+    return ModelPaths(params["model"]["dir"], int(params["seeds"][0]))
+
+
 def tl_stage(key: str, batch_size: int) -> None:
     """What a researcher's stage would be with benchmarks/tl_hooks.py: the scrub stage's inputs,
     TransformerLens hooks, per-sequence loss sums written to tl/<key>.npz."""
@@ -147,11 +153,12 @@ def tl_stage(key: str, batch_size: int) -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     params = yaml.safe_load(open("params.yaml"))
     hypothesis = parse_hypothesis(key, params["hypotheses"][key])
-    model = load_checkpoint(params["model"]["path"])
+    m = bench_model(params)
+    model = load_checkpoint(m.checkpoint)
     tokens = load_sequences("data/tokens/sequences.parquet")
     other = pd.read_parquet("data/pairing/pairing.parquet").sort_values("seq_id").other_seq_id.to_numpy()
     scored = _scored(model)
-    roles = json.loads(open("data/heads/roles.json").read())
+    roles = json.loads(open(m.roles).read())
     resampled = resampled_draws(hypothesis, tokens, params["scrub"]["seed"], quiet=True)
     tl = to_hooked_transformer(model)
     losses = tl_scrub_losses(tl, torch.from_numpy(tokens), other, hypothesis, roles, scored,
@@ -170,19 +177,20 @@ def _scored(model) -> np.ndarray:
 def scratch(work: Path, params: dict, tokens: np.ndarray, other: np.ndarray, cache_from: Path | None) -> None:
     """A folder the stages can run in: params.yaml, the first len(tokens) sequences, their pairing
     (and cache, when `cache_from` is given), and links to the other inputs."""
-    (work / "data/tokens").mkdir(parents=True)
-    for name in ("pairing", "whitelist", "heads", "model"):
-        (work / f"data/{name}").mkdir(parents=True, exist_ok=True)
-    for path in STAGE_INPUTS + (params["model"]["path"],):
+    m = bench_model(params)
+    for path in STAGE_INPUTS + (m.checkpoint, m.roles):
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
         (work / path).symlink_to(ROOT / path)
+    for folder in ("data/tokens", "data/pairing"):
+        (work / folder).mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     pd.DataFrame({"seq_id": np.arange(len(tokens), dtype=np.int32), "doc_id": "bench", "offset": 0,
                   "tokens": list(tokens.astype(np.int32))}).to_parquet(work / "data/tokens/sequences.parquet")
     pd.DataFrame({"seq_id": np.arange(len(tokens)), "other_seq_id": other}).to_parquet(work / "data/pairing/pairing.parquet")
     if cache_from is not None:
-        (work / "data/cache_l0").mkdir()
+        (work / m.cache_l0).mkdir(parents=True)
         for key, array in load_cache(cache_from).items():
-            np.save(work / f"data/cache_l0/{key}.npy", array[: len(tokens)])
+            np.save(work / m.cache_l0 / f"{key}.npy", array[: len(tokens)])
 
 
 def subset_pairing(other: np.ndarray, n: int) -> np.ndarray:
@@ -216,25 +224,27 @@ def main() -> None:
     if args.synthetic:
         return synthetic(params, args.synthetic, args.threads, (args.hypotheses or ["bonus5"])[0])
     torch.set_num_threads(args.threads)
-    model = load_checkpoint(params["model"]["path"])
+    m = bench_model(params)
+    seed = str(m.seed)
+    model = load_checkpoint(m.checkpoint)
     tokens_all = load_sequences("data/tokens/sequences.parquet")
     n = min(args.sequences or len(tokens_all), len(tokens_all))
     tokens = tokens_all[:n]
     other = subset_pairing(pd.read_parquet("data/pairing/pairing.parquet").sort_values("seq_id").other_seq_id.to_numpy(), n)
     scored = _scored(model)
-    roles = json.loads(open("data/heads/roles.json").read())
+    roles = json.loads(open(m.roles).read())
     parts = list(params["scrub"]["parts"])
     keys = args.hypotheses or list(params["hypotheses"])
     rate = gemm_rate(args.threads)
-    print(f"{n} sequences × {tokens.shape[1] - 1} positions, {int(scored[tokens[:, :-1]].sum())} scored; "
+    print(f"model {m.checkpoint}; {n} sequences × {tokens.shape[1] - 1} positions, {int(scored[tokens[:, :-1]].sum())} scored; "
           f"{args.threads} threads; fp32 GEMM {rate:.0f} GFLOP/s (2048³); torch {torch.__version__}\n")
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         scratch(work, params, tokens, other, cache_from=None)
-        seconds, rss, _ = run_process(["pipeline.stages.cache_l0"], work, args.threads)
+        seconds, rss, _ = run_process(["pipeline.stages.cache_l0", seed], work, args.threads)
         print(f"cache_l0 stage: {seconds:.1f} s, peak RSS {rss:.0f} MiB\n")
-        cache = load_cache(work / "data/cache_l0")
+        cache = load_cache(work / m.cache_l0)
         # The stage's cache is float16, TransformerLens computes in float32 throughout: the
         # exactness check also runs the engine on a float32 cache of the same sequences.
         cache32 = build_cache(model, torch.from_numpy(tokens), params["cache"]["n_offsets"], 32, torch.float32,
@@ -256,13 +266,13 @@ def main() -> None:
                                        batch_size=params["scrub"]["batch_size"], progress=False)
             run()  # warm: first-touch of the memory map, allocator
             engine = min(_timed(run) for _ in range(2))
-            stage_s, stage_rss, _ = run_process(["pipeline.stages.scrub", key], work, args.threads)
+            stage_s, stage_rss, _ = run_process(["pipeline.stages.scrub", seed, key], work, args.threads)
             line = (f"{key:<13} {flops / 1e9:6.0f} {bound:7.2f} {engine:8.2f} {engine / bound:6.1f} | "
                     f"{stage_s:7.1f} {stage_rss:7.0f} |")
             if not args.skip_tl:
                 tl_s, tl_rss, _ = run_process([str(ROOT / "benchmarks/bench.py"), "--tl-stage", key,
                                                "--tl-batch-size", str(args.tl_batch_size)], work, args.threads)
-                ours = pd.read_parquet(work / f"data/scrub/{key}/losses.parquet")
+                ours = pd.read_parquet(work / m.scrub_losses(key))
                 theirs = np.load(work / f"tl/{key}.npz")
                 fp32 = scrub_losses(model, cache32, tokens, other, hypothesis, roles, scored, parts, resampled,
                                     progress=False)
@@ -287,12 +297,13 @@ def synthetic(params: dict, n: int, threads: int, key: str) -> None:
     rng = np.random.default_rng(0)
     other = (np.arange(n) + rng.integers(1, n, size=n)) % n  # never the sequence itself
     work = Path(tempfile.mkdtemp(prefix="bench-synthetic-"))
+    m = bench_model(params)
     try:
         scratch(work, params, tokens, other, cache_from=None)
-        seconds, rss, _ = run_process(["pipeline.stages.cache_l0"], work, threads)
-        size = sum(f.stat().st_size for f in (work / "data/cache_l0").glob("*.npy")) / 2**30
+        seconds, rss, _ = run_process(["pipeline.stages.cache_l0", str(m.seed)], work, threads)
+        size = sum(f.stat().st_size for f in (work / m.cache_l0).glob("*.npy")) / 2**30
         print(f"{n} sequences: cache_l0 {seconds:.1f} s, peak RSS {rss:.0f} MiB, cache {size:.2f} GiB on disk")
-        seconds, rss, _ = run_process(["pipeline.stages.scrub", key], work, threads)
+        seconds, rss, _ = run_process(["pipeline.stages.scrub", str(m.seed), key], work, threads)
         print(f"{n} sequences: scrub@{key} {seconds:.1f} s, peak RSS {rss:.0f} MiB")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -3,7 +3,7 @@
 A library with no file I/O: the scrub stage hands it its per-position frame (positions.parquet's
 columns: seq_id, pos, token, target, loss_original, loss_baseline, loss_<part> for each part run,
 and class_<resampler> for each resampler of the hypothesis) and the token texts; it returns the
-table written as data/scrub/<key>/breakdown.csv, one row per (part, group, label):
+table written as data/scrub/seed<N>/<key>/breakdown.csv, one row per (part, group, label):
 
     part               q | k | v | all (whatever loss_<part> columns the frame has)
     group              "token" (the input token at the scored position, which is what the

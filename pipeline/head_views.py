@@ -47,7 +47,7 @@ class Example:
 
 
 def example_rule(window: int, seed: int) -> str:
-    """The rule `pick_example` follows, in words (stored with the example in data/heads/views.json)."""
+    """The rule `pick_example` follows, in words (stored with the example in data/heads/seed<N>/views.json)."""
     return (f"every (sequence, position t) of the experiment sequences (the model's input, BEGIN + "
             f"seq_len tokens) where the token at t is whitelisted and occurred exactly once before, at "
             f"some s with t - {window - 2} <= s <= t - 2, and the token after it repeats too "

@@ -239,21 +239,21 @@ TOKENIZERS = {
 }
 
 TRAIN = Map({
-    "seed": SEED, "steps": COUNT, "batch_size": COUNT, "lr": Float(above=0), "warmup_steps": Int(min=0),
+    "steps": COUNT, "batch_size": COUNT, "lr": Float(above=0), "warmup_steps": Int(min=0),
     "final_lr_fraction": Float(min=0, max=1), "weight_decay": Float(min=0),
     "betas": List(Float(min=0, below=1), length=2), "grad_clip": Float(above=0),
     "repeat_share": Float(min=0, max=1), "repeat_span": List(Int(min=1), length=2),
-    "positions": Str(("normal", "sinusoidal")), "seed_prev_head": Float(),
+    "positions": Str(("normal", "sinusoidal")), "position_scale": Float(above=0), "seed_prev_head": Float(),
     "short_steps": Int(min=0), "short_len": COUNT, "alphabet_start": Int(min=1, null=True),
     "grow_steps": Int(min=0), "bf16": Bool(), "eval_every": COUNT,
-}, optional=("betas", "grad_clip"))  # pipeline.train.TrainConfig has defaults for these
+}, optional=("betas", "grad_clip", "position_scale"))  # pipeline.train.TrainConfig has defaults for these
 
 # One entry per option of conf/model/, keyed by its `source`.
 MODELS = {
-    "trained": Map({"source": Str(), "path": Str(), "n_ctx": COUNT, "d_model": COUNT, "n_heads": COUNT,
+    "trained": Map({"source": Str(), "dir": Str(), "n_ctx": COUNT, "d_model": COUNT, "n_heads": COUNT,
                     "d_head": COUNT, "n_layers": Int(min=2), "train": TRAIN}),
-    "redwood": Map({"source": Str(), "path": Str(), "repo": Str(), "filename": Str(null=True)}, optional=("filename",)),
-    "file": Map({"source": Str(), "path": Str(), "file": Str()}),
+    "redwood": Map({"source": Str(), "dir": Str(), "repo": Str(), "filename": Str(null=True)}, optional=("filename",)),
+    "file": Map({"source": Str(), "dir": Str(), "file": Str()}),
 }
 
 HEAD_LIST = List(Str(), null=True)
@@ -261,6 +261,8 @@ HEAD_LIST = List(Str(), null=True)
 PARAMS = Map({
     "data": OneOf("source", DATA),
     "tokenizer": OneOf("kind", TOKENIZERS),
+    # one model per seed, in the order the report lists them (conf/model/*.yaml set it)
+    "seeds": List(SEED, min_len=1),
     "model": OneOf("source", MODELS),
     "roles": Map({"prev": Str(null=True), "self": HEAD_LIST, "induction": HEAD_LIST}),
     "hypotheses": Map({}, extra=Anything()),
@@ -305,13 +307,18 @@ def check_present(params: Any) -> None:
     check_across(params)
 
 
-ACROSS = ("model", "sequences", "cache", "heads", "roles", "hypotheses", "sweep")  # the sections check_across reads
+ACROSS = ("seeds", "model", "sequences", "cache", "heads", "roles", "hypotheses", "sweep")  # the sections check_across reads
 
 
 def check_across(params: dict) -> None:
     """What one key's type cannot say: hypotheses, roles and lengths against each other."""
     model, seq, cache = params["model"], params["sequences"], params["cache"]
     trained = model["source"] == "trained"
+    seeds = params["seeds"]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError("seeds", f"{seeds} names a seed twice: each model needs its own seed")
+    if not trained and len(seeds) != 1:
+        raise ConfigError("seeds", f"{seeds}: model.source={model['source']} loads one model; give one seed")
     if params["data"]["source"] == "redwood_validation" and params["tokenizer"]["kind"] != "gpt2":
         raise ConfigError("tokenizer.kind", f"{params['tokenizer']['kind']}: data=redwood_validation holds "
                                             f"GPT-2 token ids; use tokenizer=gpt2")

@@ -15,15 +15,20 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import yaml
 
+if TYPE_CHECKING:
+    from pipeline.paths import ModelPaths
+
 PARAMS_FILE = Path("params.yaml")
-# Folders below the root (params.yaml) whose children may be atomic_path's temporaries: data/
-# (data/cache_l0), data/<stage>/, data/scrub/<key>/, reports/ and reports/<folder>/ (the head
-# views); not a recursive walk, which would read all of data/external/.
-TEMP_PARENTS = ("data", "data/*", "data/scrub/*", "reports", "reports/*")
+# Folders below the root (params.yaml) whose children may be atomic_path's temporaries: data/,
+# data/<stage>/, data/<stage>/seed<N>/ (the per-model stages; data/cache_l0/seed<N> is written
+# into data/cache_l0/), data/scrub/seed<N>/<key>/, reports/, reports/<folder>/ and
+# reports/<folder>/seed<N>/ (the head views); not a recursive walk, which would read all of
+# data/external/.
+TEMP_PARENTS = ("data", "data/*", "data/*/*", "data/scrub/*/*", "reports", "reports/*", "reports/*/*")
 _TEMP = re.compile(r"^\..+\.tmp-(\d+)-[^/]*$")
 
 
@@ -70,6 +75,19 @@ def require(params: dict, dotted: str) -> Any:
             raise ConfigError(dotted, "missing from params.yaml")
         node = node[part]
     return node
+
+
+def model_argument(params: dict, args: list[str], usage: str) -> "ModelPaths":
+    """The model a per-model stage runs on, from its command line (`args[0]`: a seed of
+    `seeds`; dvc.yaml's matrix stages pass it), as pipeline.paths.ModelPaths."""
+    from pipeline.paths import ModelPaths
+
+    seeds = [int(s) for s in require(params, "seeds")]
+    if not args or not args[0].isdigit():
+        raise ConfigError("seeds", f"usage: {usage}, SEED one of {seeds}")
+    if int(args[0]) not in seeds:
+        raise ConfigError("seeds", f"{seeds} has no seed {args[0]}")
+    return ModelPaths(require(params, "model.dir"), int(args[0]))
 
 
 def repository_root() -> Path | None:

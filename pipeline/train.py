@@ -21,6 +21,12 @@ is one fixed rotation of every frequency pair, expressible by a rank-32 QK at al
 once. `seed_prev_head` > 0 goes further and starts head 0.0's QK as that rotation on 16 of the
 frequencies, scaled by the value given; every weight is then trained freely. What each of these
 did on this corpus is measured in the README ("The default model").
+
+Positions as strong as the tokens make a second shortcut easy: a layer-0 head can attend to its
+own position by position alone, and then never attends to earlier copies of its token, which the
+writeup's self-attending heads (0.1, 0.2, 0.5) do by matching the token itself. `position_scale`
+< 1 starts the sinusoidal W_pos that much smaller than the token embeddings (the seeded head's
+weights grow by 1 / position_scale, so it starts as sharp as at scale 1).
 """
 from __future__ import annotations
 
@@ -56,6 +62,7 @@ class TrainConfig:
     alphabet_start: int | None = None  # None: spans use every ordinary token from the start
     grow_steps: int = 0
     positions: str = "normal"  # or "sinusoidal" (see the module docstring)
+    position_scale: float = 1.0  # sinusoidal W_pos starts this size relative to N(0, 1) rows
     seed_prev_head: float = 0.0
     bf16: bool = True
     eval_every: int = 500
@@ -148,12 +155,17 @@ def initialise_for_training(model: AttnOnlyTransformer, cfg: TrainConfig) -> Non
         raise ValueError(f"positions={cfg.positions!r}; choose normal or sinusoidal")
     if cfg.seed_prev_head and cfg.positions != "sinusoidal":
         raise ValueError("seed_prev_head needs positions=sinusoidal")
+    if cfg.position_scale != 1.0 and cfg.positions != "sinusoidal":
+        raise ValueError("position_scale needs positions=sinusoidal")
+    if not cfg.position_scale > 0:
+        raise ValueError(f"position_scale={cfg.position_scale} must be > 0")
     if cfg.positions == "normal":
         return
     w_pos, frequencies = sinusoidal_positions(model.cfg.n_ctx, model.cfg.d_model)
-    model.W_pos.copy_(w_pos)
+    model.W_pos.copy_(w_pos * cfg.position_scale)
     if not cfg.seed_prev_head:
         return
+    seed = cfg.seed_prev_head / cfg.position_scale  # query and key each see positions scaled down
     attn = model.blocks[0].attn
     n_pairs = min(attn.W_Q.shape[-1] // 2, len(frequencies))
     stride = len(frequencies) // n_pairs
@@ -167,9 +179,9 @@ def initialise_for_training(model: AttnOnlyTransformer, cfg: TrainConfig) -> Non
         row, col = 2 * f, 2 * j
         # query: position t's (sin, cos) pair as it is; key: position s's pair rotated one step
         # forward, which is position t's pair exactly when s = t - 1
-        attn.W_Q[0, row, col] = attn.W_Q[0, row + 1, col + 1] = cfg.seed_prev_head
-        attn.W_K[0, row, col], attn.W_K[0, row + 1, col] = cfg.seed_prev_head * cos, cfg.seed_prev_head * sin
-        attn.W_K[0, row, col + 1], attn.W_K[0, row + 1, col + 1] = -cfg.seed_prev_head * sin, cfg.seed_prev_head * cos
+        attn.W_Q[0, row, col] = attn.W_Q[0, row + 1, col + 1] = seed
+        attn.W_K[0, row, col], attn.W_K[0, row + 1, col] = seed * cos, seed * sin
+        attn.W_K[0, row, col + 1], attn.W_K[0, row + 1, col + 1] = -seed * sin, seed * cos
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

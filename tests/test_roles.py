@@ -134,10 +134,10 @@ def test_an_unknown_role():
 def heads_project(tmp: Path, roles: dict) -> Path:
     """A small random model, 4 sequences and params.yaml: what the heads stage reads."""
     torch.manual_seed(0)
-    (tmp / "data/model").mkdir(parents=True)
+    (tmp / "data/model/seed0").mkdir(parents=True)
     (tmp / "data/tokens").mkdir(parents=True)
     save_checkpoint(AttnOnlyTransformer(ModelConfig(d_vocab=40, n_ctx=32, d_model=32, n_heads=4, d_head=8)),
-                    tmp / "data/model/model.pt")
+                    tmp / "data/model/seed0/model.pt")
     rng = np.random.default_rng(0)
     # each sequence repeats its first ten tokens, so the head views find an example
     halves = [rng.permutation(np.arange(2, 40))[:10] for _ in range(4)]
@@ -149,7 +149,7 @@ def heads_project(tmp: Path, roles: dict) -> Path:
         str(tmp / "data/tokens/tokenizer.json"))
     (tmp / "data/whitelist").mkdir(parents=True)
     pd.DataFrame({"token": np.arange(40), "whitelisted": True}).to_parquet(tmp / "data/whitelist/whitelist.parquet")
-    params = {"model": {"path": "data/model/model.pt"}, "roles": roles,
+    params = {"seeds": [0], "model": {"dir": "data/model"}, "roles": roles,
               "heads": {**CFG, "heldout_sequences": 4, "repeat_length": 10, "repeat_sequences": 4,
                         "views": {"max_offset": 4, "window": 16, "seed": 0}}}
     (tmp / "params.yaml").write_text(yaml.safe_dump(params))
@@ -157,7 +157,7 @@ def heads_project(tmp: Path, roles: dict) -> Path:
 
 
 def run_heads(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.stages.heads"], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.stages.heads", "0"], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
 
 
@@ -166,8 +166,8 @@ def test_heads_stage_with_config_roles(tmp_path):
     project = heads_project(tmp_path, roles)
     result = run_heads(project)
     assert result.returncode == 0, result.stderr
-    assert json.loads((project / "data/heads/roles.json").read_text()) == roles
-    scores = json.loads((project / "data/heads/scores.json").read_text())
+    assert json.loads((project / "data/heads/seed0/roles.json").read_text()) == roles
+    scores = json.loads((project / "data/heads/seed0/scores.json").read_text())
     assert len(scores["previous_token_score"]) == 2 and len(scores["induction_score"]) == 4
 
 

@@ -64,6 +64,9 @@ def test_the_committed_params_pass():
     ("report.reference.naive", [1, 2, 3], "4 items"),
     ("whitelist.smoothing", 0, "> 0"),
     ("pairing.seed", -1, "≥ 0"),
+    ("seeds", [], "at least 1"),
+    ("seeds", [0, "one"], "integer"),
+    ("model.train.seed", 1, "unknown key"),  # the seeds are `seeds`, one model each
     ("heads.max_self_heads", "3", "integer"),
     ("roles.self", "0.1", "list"),
     ("nonsense", 1, "unknown key"),
@@ -92,7 +95,7 @@ def test_a_missing_key_is_named(key):
 
 
 def test_a_mandatory_value_left_unset_is_named():
-    err = error_of(edited("model", {"source": "file", "file": "???", "path": "data/model/file.pt"}))
+    err = error_of(edited("model", {"source": "file", "file": "???", "dir": "data/model/file"}))
     assert err.param == "model.file" and "-S model.file=" in str(err)
 
 
@@ -154,11 +157,20 @@ def test_roles_are_checked_against_the_model_and_their_layer():
 
 def test_loaded_models_have_their_own_keys():
     redwood = {"source": "redwood", "repo": "ArthurConmy/redwood_attn_2l", "filename": None,
-               "path": "data/model/redwood.pt"}
-    schema.check(edited("model", redwood))
-    assert error_of(edited("model", {**redwood, "n_ctx": 320})).param == "model.n_ctx"  # not a key of redwood
+               "dir": "data/model/redwood"}
+    with pytest.raises(ConfigError, match="loads one model"):  # seeds [0, 1, 2] of a trained default
+        schema.check({**edited("model", redwood), "seeds": [0, 1, 2]})
+    schema.check({**edited("model", redwood), "seeds": [0]})
+    redwood_params = {**edited("model", redwood), "seeds": [0]}
+    assert error_of({**redwood_params, "model": {**redwood, "n_ctx": 320}}).param == "model.n_ctx"  # not a key of redwood
     # the context check needs n_ctx, which only the checkpoint knows: the cache_l0 stage makes it
-    schema.check({**edited("model", redwood), "sequences": {**PARAMS["sequences"], "seq_len": 5000}})
+    schema.check({**redwood_params, "sequences": {**PARAMS["sequences"], "seq_len": 5000}})
+
+
+def test_each_model_needs_its_own_seed():
+    err = error_of(edited("seeds", [0, 1, 0]))
+    assert err.param == "seeds" and "twice" in str(err)
+    schema.check(edited("seeds", [2, 0, 1]))
 
 
 def test_token_rows_need_the_tokenizer_they_were_made_with():
@@ -173,13 +185,13 @@ def test_token_rows_need_the_tokenizer_they_were_made_with():
 def test_a_partial_params_yaml_checks_the_sections_it_has():
     """A stage's params.yaml may hold only what it reads (tests write such files)."""
     schema.check_present({"pairing": {"seed": 7}})
-    schema.check_present({"model": {"path": "data/model/model.pt"}, "heads": {"repeat_length": 10}})
+    schema.check_present({"model": {"dir": "data/model"}, "heads": {"repeat_length": 10}})
     with pytest.raises(ConfigError, match="pairing.seed"):
         schema.check_present({"pairing": {"seed": "7"}})
     with pytest.raises(ConfigError, match="scrub.batch_size"):
         schema.check_present({"scrub": {"batch_size": 0}})
-    with pytest.raises(ConfigError, match="model.paht"):
-        schema.check_present({"model": {"paht": "data/model/model.pt"}})
+    with pytest.raises(ConfigError, match="model.dri"):
+        schema.check_present({"model": {"dri": "data/model"}})
     with pytest.raises(ConfigError, match="model.n_ctx"):
         schema.check_present({"model": {"source": "trained", "n_ctx": "abc"}})
     # a complete file gets every check, across sections too

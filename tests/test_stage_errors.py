@@ -95,14 +95,23 @@ def test_model_stage_with_a_misshapen_checkpoint(project):
     obj["state_dict"]["W_pos"] = torch.zeros(16, 33)
     torch.save(obj, bad)
     # An earlier model is in place: a failed stage must leave it as it was.
-    (project / "data/model").mkdir(parents=True)
-    (project / "data/model/model.pt").write_bytes(b"the previous model")
+    (project / "data/model/file/seed0").mkdir(parents=True)
+    (project / "data/model/file/seed0/model.pt").write_bytes(b"the previous model")
 
     compose(project, "model=file", f"model.file={bad}")
-    line = assert_one_error_line(run(project, "pipeline.stages.model"), "model.file")
+    line = assert_one_error_line(run(project, "pipeline.stages.model", "0"), "model.file")
     assert "W_pos has shape (16, 33)" in line
-    assert (project / "data/model/model.pt").read_bytes() == b"the previous model"
-    assert sorted(p.name for p in (project / "data/model").iterdir()) == ["model.pt"]
+    assert (project / "data/model/file/seed0/model.pt").read_bytes() == b"the previous model"
+    assert sorted(p.name for p in (project / "data/model/file/seed0").iterdir()) == ["model.pt"]
+
+
+def test_a_stage_for_a_model_not_in_seeds(project):
+    compose(project)
+    line = assert_one_error_line(run(project, "pipeline.stages.cache_l0", "7"), "seeds")
+    assert "no seed 7" in line
+    line = assert_one_error_line(run(project, "pipeline.stages.scrub", "naive"), "hypotheses")
+    assert "SEED HYPOTHESIS" in line
+    assert not (project / "data/cache_l0").exists()
 
 
 def test_model_file_without_a_path_stops_the_composition(project):
@@ -122,7 +131,7 @@ def test_model_stage_with_model_file_but_no_path_in_a_hand_edited_params_yaml(pr
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["model"]["file"] = "???"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert_one_error_line(run(project, "pipeline.stages.model"), "model.file")
+    assert_one_error_line(run(project, "pipeline.stages.model", "0"), "model.file")
     assert not (project / "data/model").exists()
 
 
@@ -148,9 +157,10 @@ def dead_pid() -> int:
 
 def test_a_killed_stages_temporary_folders_are_removed_by_the_next_stage_run(project):
     pid = dead_pid()
-    stale = [project / f"data/.cache_l0.tmp-{pid}-x1", project / f"data/pairing/.pairing.parquet.tmp-{pid}-x2",
-             project / f"data/scrub/naive/.losses.parquet.tmp-{pid}-x3", project / f".params.yaml.tmp-{pid}-x4",
-             project / f"reports/heads/.example.png.tmp-{pid}-x6"]
+    stale = [project / f"data/cache_l0/.seed0.tmp-{pid}-x1", project / f"data/pairing/.pairing.parquet.tmp-{pid}-x2",
+             project / f"data/scrub/seed1/naive/.losses.parquet.tmp-{pid}-x3", project / f".params.yaml.tmp-{pid}-x4",
+             project / f"reports/heads/seed0/.example.png.tmp-{pid}-x6",
+             project / f"data/heads/seed2/.roles.json.tmp-{pid}-x7", project / f"reports/sweep/.seed0.png.tmp-{pid}-x8"]
     running = project / f"data/whitelist/.whitelist.parquet.tmp-{os.getpid()}-x5"  # a live process's
     unrelated = project / "data/pairing/.keep"
     for folder in stale + [running]:
@@ -196,8 +206,8 @@ def test_the_report_lists_exactly_the_hypotheses_in_params(project):
     params["hypotheses"] = {k: params["hypotheses"][k] for k in ("refined2", "naive")}  # naive removed… and reordered
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for key, value in (("naive", 50.0), ("refined2", 80.0), ("baseline", 0.0)):  # baseline: a folder left behind
-        (project / f"data/scrub/{key}").mkdir(parents=True)
-        (project / f"data/scrub/{key}/metrics.json").write_text(json.dumps(fake_metrics(key, value)))
+        (project / f"data/scrub/seed0/{key}").mkdir(parents=True)
+        (project / f"data/scrub/seed0/{key}/metrics.json").write_text(json.dumps(fake_metrics(key, value)))
     result = run(project, "pipeline.stages.report")
     assert result.returncode == 0, result.stderr
     table = (project / "reports/results.md").read_text()
@@ -206,7 +216,7 @@ def test_the_report_lists_exactly_the_hypotheses_in_params(project):
     assert set(pd.read_csv(project / "reports/results.csv").hypothesis) == {"naive", "refined2"}
 
     # a hypothesis in params without its metrics: an error naming it, the old report kept
-    (project / "data/scrub/refined2/metrics.json").unlink()
+    (project / "data/scrub/seed0/refined2/metrics.json").unlink()
     assert_one_error_line(run(project, "pipeline.stages.report"), "hypotheses.refined2")
     assert (project / "reports/results.md").read_text() == table
 
@@ -236,13 +246,14 @@ def test_a_failed_report_under_dvc_keeps_the_committed_report(project):
     shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")
     keys = list(yaml.safe_load((project / "params.yaml").read_text())["hypotheses"])
     for key in keys:
-        (project / f"data/scrub/{key}").mkdir(parents=True)
-        (project / f"data/scrub/{key}/metrics.json").write_text(json.dumps(fake_metrics(key, 50.0)))
+        (project / f"data/scrub/seed0/{key}").mkdir(parents=True)
+        (project / f"data/scrub/seed0/{key}/metrics.json").write_text(json.dumps(fake_metrics(key, 50.0)))
     # the page's other inputs, which DVC wants present: the committed run's (git-tracked) ones
-    for name in ("data/heads/scores.json", "data/heads/views.json", "data/sweep/sweep.csv", "data/model/train_log.json"):
+    for name in ("data/heads/seed0/scores.json", "data/heads/seed0/views.json", "data/sweep/seed0/sweep.csv",
+                 "data/model/seed0/train_log.json", "data/model/seed0/model.pt"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, project / name)
-    (project / "data/heads/roles.json").write_text(json.dumps({"prev": "0.0", "self": [], "induction": ["1.5", "1.4"]}))
+    (project / "data/heads/seed0/roles.json").write_text(json.dumps({"prev": "0.0", "self": [], "induction": ["1.5", "1.4"]}))
 
     def sh(*cmd: str) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, cwd=project, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -252,7 +263,7 @@ def test_a_failed_report_under_dvc_keeps_the_committed_report(project):
         result = sh(*cmd)
         assert result.returncode == 0, (cmd, result.stderr)
     report = {name: (project / "reports" / name).read_bytes() for name in ("results.md", "results.csv", "recovered.png")}
-    (project / f"data/scrub/{keys[-1]}/metrics.json").unlink()
+    (project / f"data/scrub/seed0/{keys[-1]}/metrics.json").unlink()
     failed = sh("dvc", "repro", "--single-item", "report")
     assert failed.returncode != 0 and f"hypotheses.{keys[-1]}" in failed.stderr
     assert {name: (project / "reports" / name).read_bytes() for name in report} == report

@@ -1,12 +1,16 @@
-"""cache_l0: layer 0 of every experiment sequence, once, in the form the scrubs read.
+"""cache_l0@<seed>: layer 0 of one model on every experiment sequence, once, in the form the
+scrubs read.
 
-data/cache_l0/{v,z,diag}.npy (see pipeline.scrub.engine for the layout) and meta.json (shapes,
+    python -m pipeline.stages.cache_l0 0
+
+data/cache_l0/seed<N>/{v,z,diag}.npy (see pipeline.scrub.engine for the layout) and meta.json (shapes,
 dtype, bytes per sequence). At the default (301 positions, 8 heads, d_head 32, 4 diagonals,
 float16) a sequence takes 301·8·(32 + 32 + 4)·2 B ≈ 327 KB.
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,7 @@ from pipeline.checkpoint import load_checkpoint
 from pipeline.device import resolve_device
 from pipeline.model import AttnOnlyTransformer
 from pipeline.scrub.engine import cache_shapes, fill_cache
-from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
+from pipeline.stage import ConfigError, atomic_path, load_params, model_argument, require, run_stage
 from pipeline.tokenizer import load_sequences
 
 
@@ -59,12 +63,13 @@ def check_context(tokens: np.ndarray, n_ctx: int) -> None:
 def main() -> None:
     params = load_params()
     cfg = require(params, "cache")  # types and ranges checked by pipeline.schema (load_params)
-    model = load_checkpoint(require(params, "model.path"), "model.path")
+    target = model_argument(params, sys.argv[1:], "python -m pipeline.stages.cache_l0 SEED")
+    model = load_checkpoint(target.checkpoint, "model.dir")
     tokens = load_sequences(paths.SEQUENCES)
     check_context(tokens, model.cfg.n_ctx)
     device = resolve_device(params.get("device", "auto"))
     # Written batch by batch into memory-mapped files: memory does not grow with the sequences.
-    with atomic_path(paths.CACHE_L0) as tmp:
+    with atomic_path(target.cache_l0) as tmp:
         tmp.mkdir()
         shapes = write_cache(tmp, model, torch.from_numpy(tokens), int(cfg["n_offsets"]), int(cfg["batch_size"]),
                              cfg["dtype"], device=device)
@@ -72,10 +77,10 @@ def main() -> None:
         meta = {key: list(shape) for key, shape in shapes.items()}
         meta.update(dtype=cfg["dtype"], bytes_total=total, bytes_per_sequence=total // len(tokens))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"{len(tokens)} sequences, {total / 2**20:.0f} MiB ({total // len(tokens) // 1024} KiB per sequence) → {paths.CACHE_L0}")
+    print(f"{len(tokens)} sequences, {total / 2**20:.0f} MiB ({total // len(tokens) // 1024} KiB per sequence) → {target.cache_l0}")
 
 
-def load_cache(folder: str | Path = paths.CACHE_L0) -> dict[str, np.ndarray]:
+def load_cache(folder: str | Path) -> dict[str, np.ndarray]:
     """The cache, memory-mapped read-only: a scrub reads only the rows of its batch."""
     return {key: np.load(Path(folder) / f"{key}.npy", mmap_mode="r") for key in ("v", "z", "diag")}
 

@@ -1,22 +1,25 @@
-"""heads: measure every head and settle the roles the hypotheses refer to.
+"""heads@<seed>: measure every head of one model and settle the roles the hypotheses refer to.
 
-Scores (data/heads/scores.json, a DVC metrics file): per head, mean attention to the previous
+    python -m pipeline.stages.heads 0
+
+Outputs in data/heads/seed<N>/ and reports/heads/seed<N>/, one folder per model (`seeds`).
+Scores (scores.json, a DVC metrics file): per head, mean attention to the previous
 token and to earlier copies of the current token on held-out sequences; per layer-1 head,
 attention to the induction target on repeated random tokens; the loss on the first and second
-copy of those tokens. Roles (data/heads/roles.json): `roles.*` from config where given, else
+copy of those tokens. Roles (roles.json): `roles.*` from config where given, else
 proposed from the scores (pipeline.roles).
 
 Head views, for the report (parameters `heads.views.*`): the scores as heatmaps with the roles
-outlined (reports/heads/scores.png); the role heads' attention on one held-out sequence with a
-repeated token, picked by the rule stored with it in data/heads/views.json
-(reports/heads/example.png); each layer-0 head's mean attention by relative position
-(data/heads/relative_attention.csv, a DVC plot, and reports/heads/relative.png). The views read
+outlined (scores.png); the role heads' attention on one held-out sequence with a repeated token,
+picked by the rule stored with it in views.json (example.png); each layer-0 head's mean
+attention by relative position (relative_attention.csv, a DVC plot, and relative.png). The views read
 the roles and scores and never change them: roles.json stays byte-identical, so the scrub stages
 downstream do not rerun when only a view changes.
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +34,34 @@ from pipeline.head_views import (Example, attention_at_candidates, example_rule,
 from pipeline.roles import ROLES, parse_head_name, propose_roles, resolve_roles
 from pipeline.scores import head_scores, layer_patterns, repeated_random_tokens
 from pipeline.tokenizer import load_sequences, ordinary_ids
-from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
+from pipeline.stage import ConfigError, atomic_path, load_params, model_argument, require, run_stage, write_json
 
 
 def main() -> None:
     params = load_params()
     cfg = require(params, "heads")
     views_cfg = require(params, "heads.views")
+    target = model_argument(params, sys.argv[1:], "python -m pipeline.stages.heads SEED")
     meta = json.loads(Path(paths.TOKENS_META).read_text())
-    model = load_checkpoint(require(params, "model.path"), "model.path").eval()
+    model = load_checkpoint(target.checkpoint, "model.dir").eval()
+    scores, heldout = measure(model, cfg, meta)
+    roles = resolve_roles(require(params, "roles"), lambda given: propose_roles(scores, cfg, given), model.cfg)
+    summary = {
+        "max_previous_token_score_layer0": max(scores["previous_token_score"][0]),
+        "max_same_token_score_layer0": max(scores["same_token_score"][0]),
+        "max_induction_score": max(scores["induction_score"]),
+        "repeat_loss_drop": scores["loss_first_half"] - scores["loss_second_half"],
+    }
+    # the views first: a view that cannot be drawn stops the stage before roles.json changes
+    write_views(target, model, views_cfg, scores, roles, heldout[:, :-1])
+    write_json(target.head_scores, {**summary, **scores})
+    write_json(target.roles, roles)
+    print("roles:", roles, "|", {k: round(v, 3) for k, v in summary.items()})
+
+
+def measure(model, cfg: dict, meta: dict) -> tuple[dict, torch.Tensor]:
+    """Every head's scores (pipeline.scores.head_scores) on the first `heads.heldout_sequences`
+    experiment sequences and on repeated random tokens; and those sequences [batch, pos + 1]."""
     seqs = pd.read_parquet(paths.SEQUENCES).tokens
     if len(seqs[0]) - 1 > model.cfg.n_ctx:
         raise ConfigError("sequences.seq_len",
@@ -50,18 +72,7 @@ def main() -> None:
         raise ConfigError("heads.repeat_length", f"1 + 2·{length} exceeds n_ctx={model.cfg.n_ctx}")
     repeated = repeated_random_tokens(cfg["repeat_sequences"], length, ordinary_ids(meta),
                                       meta["begin_id"], seed=0)
-    scores = head_scores(model, heldout[:, :-1], repeated, length)
-    roles = resolve_roles(require(params, "roles"), lambda given: propose_roles(scores, cfg, given), model.cfg)
-    summary = {
-        "max_previous_token_score_layer0": max(scores["previous_token_score"][0]),
-        "max_induction_score": max(scores["induction_score"]),
-        "repeat_loss_drop": scores["loss_first_half"] - scores["loss_second_half"],
-    }
-    # the views first: a view that cannot be drawn stops the stage before roles.json changes
-    write_views(model, views_cfg, scores, roles, heldout[:, :-1])
-    write_json(paths.HEAD_SCORES, {**summary, **scores})
-    write_json(paths.ROLES, roles)
-    print("roles:", roles, "|", {k: round(v, 3) for k, v in summary.items()})
+    return head_scores(model, heldout[:, :-1], repeated, length), heldout
 
 
 def role_heads(roles: dict) -> list[tuple[str, str]]:
@@ -73,7 +84,7 @@ def role_heads(roles: dict) -> list[tuple[str, str]]:
     return out
 
 
-def write_views(model, cfg: dict, scores: dict, roles: dict, heldout: torch.Tensor) -> None:
+def write_views(target: paths.ModelPaths, model, cfg: dict, scores: dict, roles: dict, heldout: torch.Tensor) -> None:
     """The head views (module docstring). heldout: the held-out sequences the scores are measured
     on, as model input [batch, pos]."""
     from tokenizers import Tokenizer
@@ -85,7 +96,7 @@ def write_views(model, cfg: dict, scores: dict, roles: dict, heldout: torch.Tens
     relative = relative_attention(layer_patterns(model, heldout)[0], max_offset)  # [head, offset]
     n_heads = relative.shape[0]
     rows = [(f"0.{h}", k, float(relative[h, k])) for h in range(n_heads) for k in range(max_offset + 1)]
-    with atomic_path(paths.RELATIVE_ATTENTION) as tmp:
+    with atomic_path(target.relative_attention) as tmp:
         pd.DataFrame(rows, columns=["head", "offset", "attention"]).to_csv(tmp, index=False, float_format="%.6g")
 
     tokens = load_sequences(paths.SEQUENCES)[:, :-1]  # model input; the last token is only a target
@@ -125,12 +136,12 @@ def write_views(model, cfg: dict, scores: dict, roles: dict, heldout: torch.Tens
                      "queries": f"positions t >= {max_offset} of each held-out sequence",
                      "beyond_max_offset": {f"0.{h}": float(1 - relative[h].sum()) for h in range(n_heads)}},
     }
-    write_json(paths.HEAD_VIEWS, views)
+    write_json(target.head_views, views)
 
-    save_figure(scores_figure(scores, roles), paths.HEAD_SCORES_FIGURE)
+    save_figure(scores_figure(scores, roles), target.head_scores_figure)
     save_figure(example_figure(patterns, heads, example, labels, views["example"]["seq_id"], attention),
-                paths.HEAD_EXAMPLE_FIGURE)
-    save_figure(relative_figure(relative.numpy(), roles, heldout.shape[0]), paths.RELATIVE_FIGURE)
+                target.head_example_figure)
+    save_figure(relative_figure(relative.numpy(), roles, heldout.shape[0]), target.relative_figure)
     print(f"views: example sequence {views['example']['seq_id']} (t={t}, s={s}, one of {example.candidates}); "
           f"relative attention up to offset {max_offset}")
 
@@ -188,7 +199,7 @@ def example_figure(patterns: list[torch.Tensor], heads: list[tuple[str, str]], e
     for ax in axes.flat[n:]:
         ax.axis("off")
     if not heads:
-        axes[0, 0].text(0.5, 0.5, "no role heads (data/heads/roles.json is empty)", ha="center",
+        axes[0, 0].text(0.5, 0.5, "no role heads (roles.json is empty)", ha="center",
                         transform=axes[0, 0].transAxes)
     image = None
     # tick colours: A (the repeated token) orange, B (the token after it) green

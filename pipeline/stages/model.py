@@ -1,15 +1,18 @@
-"""model: the model the experiments run on, saved in our checkpoint format.
+"""model@<seed>: one model the experiments run on, saved in our checkpoint format.
 
-`model.source`: `trained` trains one on the training stream (pipeline.train); `redwood` loads
-Redwood's redwood_attn_2l as TransformerLens does (pipeline.checkpoint: the repo's *final.pth and
-config.json, from the hub, a local snapshot folder or a file); `file` loads a checkpoint of ours.
-Outputs: `model.path` (data/model/model.pt, committed to git, for the trained model;
-data/model/redwood.pt, git-ignored, for Redwood's) and data/model/train_log.json (empty for
-loaded models).
+    python -m pipeline.stages.model 0
+
+`model.source`: `trained` trains one on the training stream (pipeline.train) with the given seed
+(one stage per seed of `model.seeds`); `redwood` loads Redwood's redwood_attn_2l as
+TransformerLens does (pipeline.checkpoint: the repo's *final.pth and config.json, from the hub, a
+local snapshot folder or a file); `file` loads a checkpoint of ours. Outputs, under
+`model.dir`/seed<N>/: model.pt (committed to git for the trained models; git-ignored for
+Redwood's) and train_log.json (empty for loaded models).
 """
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -20,7 +23,7 @@ from pipeline.checkpoint import load_checkpoint, load_redwood, save_checkpoint
 from pipeline.device import resolve_device
 from pipeline.model import AttnOnlyTransformer, ModelConfig
 from pipeline.scores import head_scores, induction_measurements, repeated_random_tokens
-from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
+from pipeline.stage import ConfigError, atomic_path, load_params, model_argument, require, run_stage, write_json
 from pipeline.tokenizer import ordinary_ids
 from pipeline.train import RowSampler, TrainConfig, initialise_for_training, train
 
@@ -33,12 +36,13 @@ def training_stream(end_id: int) -> np.ndarray:
     return np.concatenate([np.append(np.asarray(t, dtype=np.int64), end_id) for t in docs])
 
 
-def trained_model(cfg: dict, meta: dict, device: torch.device = torch.device("cpu")) -> tuple[AttnOnlyTransformer, list[dict]]:
+def trained_model(cfg: dict, meta: dict, seed: int,
+                  device: torch.device = torch.device("cpu")) -> tuple[AttnOnlyTransformer, list[dict]]:
     arch = ModelConfig(d_vocab=meta["d_vocab"], n_ctx=cfg["n_ctx"], d_model=cfg["d_model"],
                        n_heads=cfg["n_heads"], d_head=cfg["d_head"], n_layers=cfg["n_layers"])
     if arch.n_heads * arch.d_head != arch.d_model:
         raise ConfigError("model.d_head", f"n_heads·d_head = {arch.n_heads * arch.d_head} ≠ d_model = {arch.d_model}")
-    tcfg = dict(cfg["train"])
+    tcfg = dict(cfg["train"], seed=seed)
     tcfg["betas"] = tuple(tcfg.get("betas", (0.9, 0.95)))
     tcfg["repeat_span"] = tuple(tcfg["repeat_span"])
     try:
@@ -80,6 +84,7 @@ def trained_model(cfg: dict, meta: dict, device: torch.device = torch.device("cp
         f = induction_measurements(m, repeated_frequent, length)
         return {
             "prev_token": max(s["previous_token_score"][0]),
+            "same_token": max(s["same_token_score"][0]),  # layer 0: the self role's score
             "induction": max(s["induction_score"]),
             "repeat_gain": s["loss_first_half"] - s["loss_second_half"],
             "induction_frequent": max(f["induction_score"]),
@@ -93,10 +98,11 @@ def trained_model(cfg: dict, meta: dict, device: torch.device = torch.device("cp
 def main() -> None:
     params = load_params()
     cfg = require(params, "model")
+    target = model_argument(params, sys.argv[1:], "python -m pipeline.stages.model SEED")
     meta = json.loads(open(paths.TOKENS_META).read())
     source = cfg["source"]
     if source == "trained":
-        model, log = trained_model(cfg, meta, resolve_device(require(params, "device")))
+        model, log = trained_model(cfg, meta, target.seed, resolve_device(require(params, "device")))
     elif source == "redwood":
         model, log = load_redwood(cfg["repo"], cfg.get("filename")), []
     elif source == "file":
@@ -107,9 +113,9 @@ def main() -> None:
         raise ConfigError("model.source", f"unknown source {source!r}; choose trained, redwood or file")
     if model.cfg.d_vocab != meta["d_vocab"]:
         raise ConfigError("tokenizer", f"the model has {model.cfg.d_vocab} tokens but the tokenizer {meta['d_vocab']}")
-    with atomic_path(cfg["path"]) as tmp:
+    with atomic_path(target.checkpoint) as tmp:
         save_checkpoint(model, tmp)
-    write_json(paths.TRAIN_LOG, log)
+    write_json(target.train_log, log)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""scrub@<hypothesis>: run one hypothesis of conf/hypothesis/ for each part (Q, K, V, All).
+"""scrub@<seed>-<hypothesis>: run one hypothesis of conf/hypothesis/ on one model for each part
+(Q, K, V, All).
 
-    python -m pipeline.stages.scrub refined2
+    python -m pipeline.stages.scrub 0 refined2
 
-Outputs in data/scrub/<hypothesis>/: metrics.json (original and baseline losses on the scored
-positions; per part the loss, % loss recovered and its bootstrap 95% interval),
+Outputs in data/scrub/seed<N>/<hypothesis>/: metrics.json (original and baseline losses on the
+scored positions; per part the loss, % loss recovered and its bootstrap 95% interval),
 losses.parquet (per sequence: loss sums and scored-position counts) and positions.parquet (per
 scored position: sequence, position, input token, target, and the loss of the original, the
 baseline and each part, and for a hypothesis with resamplers each position's class in a column
@@ -29,7 +30,7 @@ from pipeline.checkpoint import load_checkpoint
 from pipeline.device import resolve_device
 from pipeline.model import AttnOnlyTransformer
 from pipeline.scrub import check_heads, classify_positions, draw_matching, parse_hypothesis, resolve_rules, scrub_losses, summarize
-from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
+from pipeline.stage import ConfigError, atomic_path, load_params, model_argument, require, run_stage, write_json
 from pipeline.stages.cache_l0 import load_cache
 from pipeline.tokenizer import load_sequences
 
@@ -45,8 +46,8 @@ class Inputs:
     cache: dict         # the layer-0 cache, memory-mapped (cache_l0.load_cache)
 
 
-def load_inputs(params: dict) -> Inputs:
-    model = load_checkpoint(require(params, "model.path"), "model.path")
+def load_inputs(params: dict, target: paths.ModelPaths) -> Inputs:
+    model = load_checkpoint(target.checkpoint, "model.dir")
     tokens = load_sequences(paths.SEQUENCES)
     other = pd.read_parquet(paths.PAIRING).sort_values("seq_id").other_seq_id.to_numpy()
     whitelist = pd.read_parquet(paths.WHITELIST)
@@ -54,8 +55,8 @@ def load_inputs(params: dict) -> Inputs:
     scored[whitelist.loc[whitelist.whitelisted, "token"].to_numpy()] = True
     if not scored[tokens[:, :-1]].any():
         raise ConfigError("whitelist.threshold", "no position of the experiment sequences has a whitelisted token")
-    roles = json.loads(Path(paths.ROLES).read_text())
-    cache = load_cache()
+    roles = json.loads(Path(target.roles).read_text())
+    cache = load_cache(target.cache_l0)
     if cache["z"].shape[0] != len(tokens):
         raise ConfigError("cache", "the layer-0 cache does not match the sequences; rerun `dvc repro`")
     return Inputs(model, tokens, other, scored, roles, cache)
@@ -107,10 +108,12 @@ def positions_frame(tokens: np.ndarray, losses: dict, classes: dict[str, tuple[l
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        raise ConfigError("hypothesis", "usage: python -m pipeline.stages.scrub NAME")
-    key = sys.argv[1]
+    usage = "python -m pipeline.stages.scrub SEED HYPOTHESIS"
+    if len(sys.argv) != 3:
+        raise ConfigError("hypotheses", f"usage: {usage}")
+    key = sys.argv[2]
     params = load_params()
+    target = model_argument(params, sys.argv[1:2], usage)
     hypotheses = require(params, "hypotheses")
     if key not in hypotheses:
         raise ConfigError(f"hypotheses.{key}", f"unknown hypothesis; known: {sorted(hypotheses)}")
@@ -118,7 +121,7 @@ def main() -> None:
     parts = list(cfg["parts"])
     hypothesis = parse_hypothesis(key, hypotheses[key])
 
-    inputs = load_inputs(params)
+    inputs = load_inputs(params, target)
     model, tokens, other, scored, roles, cache = (inputs.model, inputs.tokens, inputs.other, inputs.scored,
                                                   inputs.roles, inputs.cache)
     check_heads(hypothesis, key, model.cfg.n_heads)
@@ -131,18 +134,17 @@ def main() -> None:
                           device=resolve_device(params.get("device", "auto")))
     metrics = {"hypothesis": key, "name": hypothesis.name,
                **summarize(losses, parts, tokens.shape[1] - 1, int(cfg["bootstrap_samples"]), int(cfg["seed"]))}
-    out = f"{paths.SCRUB}/{key}"
-    with atomic_path(f"{out}/losses.parquet") as tmp:
+    with atomic_path(target.scrub_losses(key)) as tmp:
         pd.DataFrame({"seq_id": np.arange(len(tokens)), "count": losses["original"].count,
                       **{f"loss_sum_{n}": l.loss_sum for n, l in losses.items()}}).to_parquet(tmp, index=False)
     positions = positions_frame(tokens, losses, classes)
-    with atomic_path(paths.scrub_positions(key)) as tmp:
+    with atomic_path(target.scrub_positions(key)) as tmp:
         positions.to_parquet(tmp, index=False)
     tokenizer = Tokenizer.from_file(paths.TOKENIZER)
     table = breakdown(positions, token_labels(np.unique(positions["token"]), tokenizer))
-    with atomic_path(paths.scrub_breakdown(key)) as tmp:
+    with atomic_path(target.scrub_breakdown(key)) as tmp:
         table.to_csv(tmp, index=False)
-    write_json(f"{out}/metrics.json", metrics)
+    write_json(target.scrub_metrics(key), metrics)
     print(json.dumps({p: round(metrics[p]["recovered"], 1) for p in parts}),
           f"original {metrics['original_loss']:.4f}, baseline {metrics['baseline_loss']:.4f}")
 

@@ -1,6 +1,6 @@
-"""sweep: which relative positions matter for the induction heads' Q and K.
+"""sweep@<seed>: which relative positions matter for the induction heads' Q and K of one model.
 
-    python -m pipeline.stages.sweep
+    python -m pipeline.stages.sweep 0
 
 Runs the form of `sweep.form` (refined 2 by default: conf/hypothesis/refined2.yaml, composed into
 params.yaml under sweep.form) with the mask of every masked layer-0 head spec of Q and K replaced
@@ -12,24 +12,24 @@ The form is its own copy of the hypothesis, not `hypotheses.refined2`: changing 
 `-S 'hypotheses.refined2.q.heads.all.mask=[0,1]'`) reruns only refined 2's scrub, not the sweep,
 whose masks replace refined 2's anyway.
 
-Outputs (DVC plots): data/sweep/sweep.csv, one row per (part, kind, offsets) with % loss recovered,
-its bootstrap 95% interval and the mean scrubbed loss; reports/sweep.png.
+Outputs (DVC plots): data/sweep/seed<N>/sweep.csv, one row per (part, kind, offsets) with % loss
+recovered, its bootstrap 95% interval and the mean scrubbed loss; reports/sweep/seed<N>.png.
 """
 from __future__ import annotations
 
 import copy
+import sys
 import time
 
 import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import paths
 from pipeline.device import resolve_device
 from pipeline.figures import sweep_figure
 from pipeline.schema import check_sweep
 from pipeline.scrub import Hypothesis, Losses, parse_hypothesis, scrub_losses, summarize
-from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
+from pipeline.stage import ConfigError, atomic_path, load_params, model_argument, require, run_stage
 from pipeline.stages.scrub import load_inputs, resampled_draws
 
 PARTS = ["q", "k"]
@@ -107,8 +107,9 @@ def main() -> None:
     params = load_params()
     scrub_cfg = require(params, "scrub")
     cfg = require(params, "sweep")
+    target = model_argument(params, sys.argv[1:], "python -m pipeline.stages.sweep SEED")
 
-    inputs = load_inputs(params)
+    inputs = load_inputs(params, target)
     model, tokens, other, scored, roles, cache = (inputs.model, inputs.tokens, inputs.other, inputs.scored,
                                                   inputs.roles, inputs.cache)
     # composition checked these against cache.n_offsets; here against the cache and model in hand
@@ -118,9 +119,9 @@ def main() -> None:
     frame = sweep(model, cache, tokens, other, cfg["form"], roles, scored, int(cfg["max_offset"]),
                   batch_size=int(scrub_cfg["batch_size"]), bootstrap_samples=int(scrub_cfg["bootstrap_samples"]),
                   seed=int(scrub_cfg["seed"]), resampled=resampled, device=resolve_device(params.get("device", "auto")))
-    with atomic_path(paths.SWEEP_CSV) as tmp:
+    with atomic_path(target.sweep_csv) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
-    sweep_figure(frame, paths.SWEEP_FIGURE)
+    sweep_figure(frame, target.sweep_figure)
 
 
 if __name__ == "__main__":
