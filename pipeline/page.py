@@ -1,13 +1,18 @@
 """The review page, reports/index.html: one static file (inline style, no scripts, no external
 assets) that a reviewer reads top to bottom.
 
-1. the headline table (every hypothesis × Q/K/V/All, % recovered with its bootstrap interval)
-   next to the writeup's numbers, the losses, the bar chart;
-2. each hypothesis written out from its params (which source every input takes);
-3. the head views of the heads stage;
-4. the per-token breakdown of each scrub (top rows, link to the CSV);
-5. the mask sweep;
-6. the training curves.
+1. the headline table (every hypothesis × Q/K/V/All: the mean % recovered across the models of
+   `seeds` and the spread reports/results.csv states: min–max across the models, or the
+   one model's bootstrap interval) next to the writeup's numbers; with several models each
+   model's value with its bootstrap interval; each model's losses; the bar chart;
+2. each hypothesis written out from its params (which source every input takes), with the first
+   model's roles;
+3. every model's roles and head scores, and the head views of the first model;
+4. the per-token breakdown of each scrub of the first model (top rows, link to the CSV);
+5. the mask sweep of the first model, and every model's sweep values side by side;
+6. the training curves and last evaluation of every model.
+
+"The first model" is the first of `seeds` (seed0 by default): the page names its files.
 
 Every number taken from a file is a `<span class="n" data-src=FILE data-key=KEY>`: FILE is the
 repository-relative path it came from, KEY the path inside it, `/`-separated since JSON keys
@@ -29,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import paths
+from pipeline.paths import ModelPaths
 from pipeline.roles import head_name
 from pipeline.scrub.hypothesis import INPUTS, MASKS, Masked, Residual, Whole, parse_hypothesis
 
@@ -36,6 +42,7 @@ PARTS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
 TOP_ROWS = 8  # rows of each part's per-token table on the page; the CSV has all of them
 PARAMS = "params.yaml"
 MINUS = "\u2212"
+BOOTSTRAP = "bootstrap 95% interval"
 
 SECTIONS = [("headline", "Headline: % loss recovered"), ("hypotheses", "The hypotheses, written out"),
             ("heads", "Head views"), ("tokens", "Where each scrub loses: per-token breakdown"),
@@ -112,50 +119,115 @@ def read_csv(root: Path, target: str, **kwargs) -> pd.DataFrame | None:
 # ---------------------------------------------------------------------------------------------
 # 1. Headline
 
-def headline(root: Path, keys: list[str], metrics: dict[str, dict], report_cfg: dict) -> str:
+def spread_name(n_models: int) -> str:
+    """What the headline's spread (results.csv spread_low..spread_high) is, for `n_models` models."""
+    return f"min–max across {n_models} models" if n_models >= 2 else BOOTSTRAP
+
+
+def spread_statement(models: list[ModelPaths]) -> str:
+    """The one sentence every headline table (results.md, this page) carries: which spread it shows."""
+    names = ", ".join(m.name for m in models)
+    if len(models) >= 2:
+        return (f"Each cell: the mean % loss recovered across the {len(models)} models ({names}: one training "
+                f"recipe, different seeds); in parentheses the min–max across these models, the spread that "
+                f"training alone gives. Each model's own bootstrap 95% interval over sequences is in its table.")
+    return (f"Each cell: % loss recovered of the one model ({names}); in parentheses its bootstrap 95% interval "
+            f"over sequences, which covers the sampling of sequences only, not the training of the model.")
+
+
+def headline(root: Path, keys: list[str], models: list[ModelPaths], metrics: dict[ModelPaths, dict[str, dict]],
+             report_cfg: dict) -> str:
     reference = report_cfg.get("reference") or {}
-    ref_losses = report_cfg.get("reference_losses") or {}
+    src = paths.RESULTS_CSV
+    frame = read_csv(root, src, dtype={"hypothesis": str, "part": str, "spread": str})
+    if frame is None:
+        return missing(src, "the report stage writes it before this page")
+    row_of = {(r.hypothesis, r.part): i for i, r in frame.iterrows()}
     rows = []
     for key in keys:
-        m, src = metrics[key], paths.scrub_metrics(key)
-        name = m.get("name", key)
+        name = metrics[models[0]][key].get("name", key)
         cells = [f'<th>{escape(key)}' + (f'<br><span class="ci">{escape(name)}</span>' if name != key else "") + "</th>"]
-        for i, part in enumerate(PARTS):
-            if part not in m:
+        for i, part in enumerate(PARTS.values()):
+            if (key, part) not in row_of:
                 cells.append('<td class="r">–</td>')
                 continue
-            cell = (f'{num(m[part]["recovered"], 1, src, f"{part}/recovered")} <span class="ci">('
-                    f'{num(m[part]["ci_low"], 1, src, f"{part}/ci_low")} – {num(m[part]["ci_high"], 1, src, f"{part}/ci_high")})</span>')
+            r = row_of[(key, part)]
+            cell = (f'{num(frame.at[r, "recovered"], 1, src, f"{r}/recovered")} <span class="ci">('
+                    f'{num(frame.at[r, "spread_low"], 1, src, f"{r}/spread_low")} – '
+                    f'{num(frame.at[r, "spread_high"], 1, src, f"{r}/spread_high")})</span>')
             ref = reference.get(key)
             if ref is not None and i < len(ref) and ref[i] is not None:
                 cell += f'<br><span class="ref">writeup {num(ref[i], 0, PARAMS, f"report/reference/{key}/{i}")}</span>'
             cells.append(f'<td class="r">{cell}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    first, src = metrics[keys[0]], paths.scrub_metrics(keys[0])
-    same = all(abs(metrics[k]["original_loss"] - first["original_loss"]) < 1e-9
-               and abs(metrics[k]["baseline_loss"] - first["baseline_loss"]) < 1e-9 for k in keys)
-    losses = (
-        "<table class=\"data\"><tr><th></th><th>this model</th><th>writeup</th></tr>"
-        f'<tr><th>original loss (nats, whitelisted positions)</th><td class="r">{num(first["original_loss"], 4, src, "original_loss")}</td>'
-        f'<td class="r">{ref_num(ref_losses, "original")}</td></tr>'
-        f'<tr><th>baseline loss (induction heads on the partner)</th><td class="r">{num(first["baseline_loss"], 4, src, "baseline_loss")}</td>'
-        f'<td class="r">{ref_num(ref_losses, "baseline")}</td></tr>'
-        f'<tr><th>scored positions</th><td class="r">{num(first["scored_positions"], -1, src, "scored_positions")} '
-        f'({num(first["scored_share"], 1, src, "scored_share", scale=100)}% of all)</td><td></td></tr></table>')
-    losses += ("<p class=\"note\">The absolute losses are not comparable with the writeup's unless this run uses its model, "
-               "tokenizer and text (<code>preset=redwood</code>): a different model and corpus give a different loss scale. "
-               "% recovered is the comparable quantity.</p>")
-    if not same:
-        losses += '<p class="missing">the hypotheses\' metrics disagree on the original or baseline loss: they were not computed on the same data</p>'
-    return (
-        "<p>% of the loss gap recovered, (baseline − scrubbed) / (baseline − original) × 100, on whitelisted positions. "
-        "In parentheses: the bootstrap 95% interval over sequences. It covers the sampling of sequences only, not the "
-        "training of the model: two trainings of the same recipe differed by up to ten points (README, "
-        "“How far to trust a number”).</p>"
-        '<table class="data"><tr><th>hypothesis</th>' + "".join(f"<th>{p}</th>" for p in PARTS.values()) + "</tr>"
-        + "".join(rows) + "</table>" + losses
-        + figure(root, paths.RECOVERED_FIGURE, "% recovered per hypothesis and part, bootstrap intervals; "
-                 "black ticks: the writeup's numbers", "the report stage writes it"))
+    spreads = set(frame["spread"])
+    stated = (f'<p class="note">In parentheses: the {text(frame.at[0, "spread"], src, "0/spread")} '
+              f'({link(src)}, column <code>spread</code>).</p>')
+    if spreads != {spread_name(len(models))}:
+        stated += (f'<p class="missing">{link(src)} states the spread {escape(", ".join(sorted(spreads)))}, '
+                   f"not that of the {len(models)} models of <code>seeds</code>: rerun the report stage</p>")
+    out = ["<p>% of the loss gap recovered, (baseline − scrubbed) / (baseline − original) × 100, on whitelisted "
+           f"positions. {escape(spread_statement(models))}</p>",
+           '<table class="data"><tr><th>hypothesis</th>' + "".join(f"<th>{p}</th>" for p in PARTS.values()) + "</tr>"
+           + "".join(rows) + "</table>", stated]
+    if len(models) == 1:
+        out.append("<p class=\"note\">Two trainings of the same recipe differed by up to ten points (README, “How far "
+                   "to trust a number”): <code>seeds</code> with several seeds reports that spread.</p>")
+    else:
+        out.append(each_model(keys, models, metrics))
+    out.append(losses(keys, models, metrics, report_cfg.get("reference_losses") or {}))
+    spread = "min–max across the models, dots each model" if len(models) >= 2 else "bootstrap intervals"
+    out.append(figure(root, paths.RECOVERED_FIGURE, f"% recovered per hypothesis and part; whiskers: {spread}; "
+                      "black ticks: the writeup's numbers", "the report stage writes it"))
+    return "".join(out)
+
+
+def each_model(keys: list[str], models: list[ModelPaths], metrics: dict[ModelPaths, dict[str, dict]]) -> str:
+    """Every model's % recovered with its bootstrap interval, from its own metrics.json."""
+    rows = ['<tr><th>hypothesis</th><th>model</th>' + "".join(f"<th>{p}</th>" for p in PARTS.values()) + "</tr>"]
+    for key in keys:
+        for j, model in enumerate(models):
+            m, src = metrics[model][key], model.scrub_metrics(key)
+            cells = [f'<th rowspan="{len(models)}">{escape(key)}</th>' if j == 0 else "", f"<th>{escape(model.name)}</th>"]
+            for part in PARTS:
+                if part not in m:
+                    cells.append('<td class="r">–</td>')
+                    continue
+                cells.append(f'<td class="r">{num(m[part]["recovered"], 1, src, f"{part}/recovered")} <span class="ci">('
+                             f'{num(m[part]["ci_low"], 1, src, f"{part}/ci_low")} – '
+                             f'{num(m[part]["ci_high"], 1, src, f"{part}/ci_high")})</span></td>')
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+    files = ", ".join(link(model.scrub, model.scrub + "/") for model in models)
+    return ('<h3 id="each-model">Each model</h3><p>% loss recovered of each model, in parentheses its bootstrap 95% '
+            f"interval over sequences; from <code>&lt;key&gt;/metrics.json</code> under {files}.</p>"
+            f'<table class="data">{"".join(rows)}</table>')
+
+
+def losses(keys: list[str], models: list[ModelPaths], metrics: dict[ModelPaths, dict[str, dict]], ref_losses: dict) -> str:
+    """Each model's original and baseline loss (from its first hypothesis' metrics) beside the writeup's."""
+    firsts = [(metrics[model][keys[0]], model.scrub_metrics(keys[0])) for model in models]
+    header = "".join(f"<th>{escape(model.name)}</th>" for model in models)
+    out = (f'<table class="data"><tr><th></th>{header}<th>writeup</th></tr>'
+           '<tr><th>original loss (nats, whitelisted positions)</th>'
+           + "".join(f'<td class="r">{num(m["original_loss"], 4, src, "original_loss")}</td>' for m, src in firsts)
+           + f'<td class="r">{ref_num(ref_losses, "original")}</td></tr>'
+           '<tr><th>baseline loss (induction heads on the partner)</th>'
+           + "".join(f'<td class="r">{num(m["baseline_loss"], 4, src, "baseline_loss")}</td>' for m, src in firsts)
+           + f'<td class="r">{ref_num(ref_losses, "baseline")}</td></tr>'
+           '<tr><th>scored positions</th>'
+           + "".join(f'<td class="r">{num(m["scored_positions"], -1, src, "scored_positions")} '
+                     f'({num(m["scored_share"], 1, src, "scored_share", scale=100)}% of all)</td>' for m, src in firsts)
+           + "<td></td></tr></table>")
+    out += ("<p class=\"note\">The absolute losses are not comparable with the writeup's unless this run uses its model, "
+            "tokenizer and text (<code>preset=redwood</code>): a different model and corpus give a different loss scale. "
+            "% recovered is the comparable quantity.</p>")
+    for model in models:
+        first = metrics[model][keys[0]]
+        if not all(abs(metrics[model][k]["original_loss"] - first["original_loss"]) < 1e-9
+                   and abs(metrics[model][k]["baseline_loss"] - first["baseline_loss"]) < 1e-9 for k in keys):
+            out += (f'<p class="missing">the hypotheses\' metrics of model {escape(model.name)} disagree on the original '
+                    "or baseline loss: they were not computed on the same data</p>")
+    return out
 
 
 def ref_num(ref_losses: dict, which: str) -> str:
@@ -258,7 +330,8 @@ def resampler_words(name: str, resampler) -> str:
             f"wins: " + "; ".join(classes) + "; otherwise <b>other</b>.</p>")
 
 
-def hypothesis_table(key: str, raw: dict, roles: dict | None, n_heads: int | None) -> str:
+def hypothesis_table(key: str, raw: dict, first: ModelPaths, roles: dict | None, n_heads: int | None) -> str:
+    """Hypothesis `key` as a table of sources, its role entries resolved with the first model's roles."""
     hyp = parse_hypothesis(key, raw)
     parts = [p for p in INPUTS if p in hyp.inputs]
     out = [f'<h3 id="hyp-{escape(key)}">{escape(key)}' + (f" — {escape(hyp.name)}" if hyp.name != key else "") + "</h3>"]
@@ -276,7 +349,7 @@ def hypothesis_table(key: str, raw: dict, roles: dict | None, n_heads: int | Non
         # Without the heads stage's roles (or its scores, which give the number of heads of a
         # loaded model), a role entry cannot be tied to a head: show the YAML's entries themselves
         # rather than guess.
-        out.append(missing(paths.ROLES if roles is None else paths.HEAD_SCORES,
+        out.append(missing(first.roles if roles is None else first.head_scores,
                            "the heads stage writes it; the entries below are not resolved to heads"))
         entries = list(dict.fromkeys(h for p in parts for h in hyp.inputs[p].heads))
         for entry in entries:
@@ -313,7 +386,7 @@ def hypothesis_table(key: str, raw: dict, roles: dict | None, n_heads: int | Non
             named = [PARTS[p] for p in parts if role in hyp.inputs[p].heads]
             if named and not roles.get(role):
                 out_note = (f"<p class=\"note\">The entry <code>{role}</code> (part {', '.join(named)}) names the {what}; "
-                            f"this model has none ({link(paths.ROLES)}), so it applies to no head here.</p>")
+                            f"the first model has none ({link(first.roles)}), so it applies to no head here.</p>")
                 rows_note.append(out_note)
     out.append('<table class="spec">' + header + "".join(rows) + "</table>" + "".join(rows_note))
     return "".join(out)
@@ -328,7 +401,8 @@ def layer0_heads(params: dict, scores: dict | None) -> int | None:
     return int(n_heads) if n_heads is not None else None
 
 
-def hypotheses(keys: list[str], params: dict, roles: dict | None, scores: dict | None) -> str:
+def hypotheses(keys: list[str], params: dict, models: list[ModelPaths], roles: dict | None, scores: dict | None) -> str:
+    """`roles`, `scores`: the first model's (the tables name heads; another model's roles may differ)."""
     n_heads = layer0_heads(params, scores)
     intro = ("<p>What each hypothesis feeds the induction heads' query, key and value inputs "
              "R<sub>q</sub>, R<sub>k</sub>, R<sub>v</sub> = token embedding + Σ layer-0 head outputs "
@@ -337,46 +411,81 @@ def hypotheses(keys: list[str], params: dict, roles: dict | None, scores: dict |
              "positions its mask names (offsets from the query: cur = 0, prev = 1, last3 = 0, 1, 2), the "
              "attention pattern and the values from the sources given, and everything outside the mask from one "
              "source; split(M) is the writeup's usual M:(o,c)|o. Part All scrubs the three inputs at once.</p>")
-    return intro + "".join(hypothesis_table(k, params["hypotheses"][k], roles, n_heads) for k in keys)
+    first = models[0]
+    intro += (f'<p class="note">Role entries (<code>prev</code>, <code>self</code>) are resolved to heads with the first '
+              f"model's roles, {escape(first.name)} ("
+              + (link(first.roles) if roles is not None else f"<code>{escape(first.roles)}</code>") + ")"
+              + ("; every other model resolves them with its own (section 3)" if len(models) > 1 else "") + ".</p>")
+    return intro + "".join(hypothesis_table(k, params["hypotheses"][k], first, roles, n_heads) for k in keys)
 
 
 # ---------------------------------------------------------------------------------------------
 # 3. Head views
 
-def head_views(root: Path, roles: dict | None, scores: dict | None, views: dict | None) -> str:
-    out = []
-    if roles is None:
-        out.append(missing(paths.ROLES, "the heads stage writes it"))
-    else:
+# scores.json's one-number summaries shown beside each model's roles: key, column title, decimals
+SUMMARY_SCORES = [("max_previous_token_score_layer0", "max previous-token score, layer 0", 3),
+                  ("max_induction_score", "max induction score", 3),
+                  ("repeat_loss_drop", "loss drop on repeated tokens (nats)", 2)]
+
+
+def roles_table(root: Path, models: list[ModelPaths]) -> str:
+    """One row per model: its roles (roles.json), each role head's score and the summaries (scores.json)."""
+    found = [(model, read_json(root, model.roles), read_json(root, model.head_scores)) for model in models]
+    summaries = [(k, title, d) for k, title, d in SUMMARY_SCORES if any(s and k in s for _, _, s in found)]
+    rows = ["<tr><th>model</th><th>previous-token head (prev)</th><th>self-attending heads (self)</th>"
+            "<th>induction heads (their Q, K, V are scrubbed)</th>" + "".join(f"<th>{escape(t)}</th>" for _, t, _ in summaries)
+            + "</tr>"]
+    notes = []
+    for model, roles, scores in found:
+        if roles is None:
+            notes.append(missing(model.roles, f"the heads stage of {model.name} writes it"))
+            continue
+
         def score(key: str, layer: int | None, head: str) -> str:
             index = int(head.split(".")[1])
             if scores is None or key not in scores:
                 return ""
             values = scores[key][layer] if layer is not None else scores[key]
             key_path = f"{key}/{layer}/{index}" if layer is not None else f"{key}/{index}"
-            return f" ({num(values[index], 3, paths.HEAD_SCORES, key_path)})"
+            return f" ({num(values[index], 3, model.head_scores, key_path)})"
         prev = roles.get("prev")
         selfs = roles.get("self") or []
         induction = roles.get("induction") or []
-        out.append(
-            "<table class=\"data\"><tr><th>role</th><th>heads (score)</th></tr>"
-            "<tr><th>previous-token head (prev)</th><td>"
-            + (text(prev, paths.ROLES, "prev") + score("previous_token_score", 0, prev) if prev else "none")
-            + "</td></tr><tr><th>self-attending heads (self)</th><td>"
-            + (", ".join(text(h, paths.ROLES, f"self/{i}") + score("same_token_score", 0, h) for i, h in enumerate(selfs))
-               or "none")
-            + "</td></tr><tr><th>induction heads (their Q, K, V are scrubbed)</th><td>"
-            + ", ".join(text(h, paths.ROLES, f"induction/{i}") + score("induction_score", None, h) for i, h in enumerate(induction))
-            + "</td></tr></table>")
-        out.append(f'<p class="note">Scores from {link(paths.HEAD_SCORES)}, roles from {link(paths.ROLES)}.</p>')
-    producer = "the heads stage writes it"
-    out.append(figure(root, paths.HEAD_SCORES_FIGURE, "Previous-token, same-token and induction score of every head, roles marked", producer))
+        cells = [text(prev, model.roles, "prev") + score("previous_token_score", 0, prev) if prev else "none",
+                 ", ".join(text(h, model.roles, f"self/{i}") + score("same_token_score", 0, h) for i, h in enumerate(selfs))
+                 or "none",
+                 ", ".join(text(h, model.roles, f"induction/{i}") + score("induction_score", None, h)
+                           for i, h in enumerate(induction))]
+        cells += [num(scores[k], d, model.head_scores, k) if scores and k in scores else "–" for k, _, d in summaries]
+        rows.append(f"<tr><th>{escape(model.name)}</th>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    # links only to files there (a missing roles.json has its notice above)
+    files = "; ".join(f"{escape(model.name)}: " + ", ".join(link(target) for target, data in
+                                                          ((model.roles, roles), (model.head_scores, scores)) if data is not None)
+                      for model, roles, scores in found if roles is not None or scores is not None)
+    table = f'<table class="data">{"".join(rows)}</table>' if len(rows) > 1 else ""
+    return (f"<p>The heads each model's hypotheses act on: its roles and, in parentheses, each role head's "
+            f"previous-token, same-token or induction score.</p>{table}{''.join(notes)}"
+            + (f'<p class="note">Roles and scores: {files}.</p>' if files else ""))
+
+
+def head_views(root: Path, models: list[ModelPaths]) -> str:
+    first = models[0]
+    out = [roles_table(root, models)]
+    others = " (the other models' views are in their own folders under " + ", ".join(
+        f"<code>{escape(m.head_figures)}/</code>" for m in models[1:]) + ")" if len(models) > 1 else ""
+    views = read_json(root, first.head_views)
+    source = link(first.head_views) if views is not None else f"<code>{escape(first.head_views)}</code>"
+    out.append(f'<h3 id="views-{escape(first.name)}">Views of the first model, {escape(first.name)}</h3>'
+               f'<p class="note">From {source} and the figures under '
+               f"<code>{escape(first.head_figures)}/</code>{others}.</p>")
+    producer = f"the heads stage of {first.name} writes it"
+    out.append(figure(root, first.head_scores_figure, "Previous-token, same-token and induction score of every head, roles marked", producer))
     if views is None:
-        out.append(missing(paths.HEAD_VIEWS, "the heads stage writes it: the rule that picked the example sequence"))
+        out.append(missing(first.head_views, f"{producer}: the rule that picked the example sequence"))
     elif isinstance(views.get("example"), dict):
-        out.append(example_view(views["example"]))
-    out.append(figure(root, paths.HEAD_EXAMPLE_FIGURE, "The role heads' attention on one held-out sequence with a repeated token", producer))
-    out.append(figure(root, paths.RELATIVE_FIGURE, "Each layer-0 head's mean attention by relative position (query − key)", producer))
+        out.append(example_view(views["example"], first.head_views))
+    out.append(figure(root, first.head_example_figure, "The role heads' attention on one held-out sequence with a repeated token", producer))
+    out.append(figure(root, first.relative_figure, "Each layer-0 head's mean attention by relative position (query − key)", producer))
     return "".join(out)
 
 
@@ -384,9 +493,9 @@ EXAMPLE_COLUMNS = [("to_earlier_copy", "earlier copy (s)"), ("to_token_after_cop
                    ("to_previous_token", "previous token (t−1)"), ("to_itself", "itself (t)"), ("to_begin", "BEGIN")]
 
 
-def example_view(example: dict) -> str:
-    """The example sequence's rule, where it repeats, and the role heads' attention at its query."""
-    src = paths.HEAD_VIEWS
+def example_view(example: dict, src: str) -> str:
+    """The example sequence's rule, where it repeats, and the role heads' attention at its query
+    (`src`: the views.json it comes from)."""
     parts = [f"<p><b>Example sequence</b>"]
     if "seq_id" in example:
         parts.append(f" {num(example['seq_id'], -1, src, 'example/seq_id')}")
@@ -444,18 +553,19 @@ def breakdown_table(frame: pd.DataFrame, src: str, part: str) -> str:
     return f"<div><h4>part {PARTS[part]}</h4><table class=\"data\">{head}{''.join(body)}</table></div>"
 
 
-def breakdowns(root: Path, keys: list[str]) -> str:
-    out = ["<p>Per scored position, grouped by its input token (the whitelist scores positions by their input "
+def breakdowns(root: Path, keys: list[str], first: ModelPaths) -> str:
+    out = [f"<p>Of the first model, {escape(first.name)} (files under <code>{escape(first.scrub)}/</code>): per scored "
+           "position, grouped by its input token (the whitelist scores positions by their input "
            "token) and by a resampler's classes: mean loss of the original model, the scrub and the baseline, and the "
            "group's share of the loss the hypothesis fails to recover (the sum over the group of scrubbed − original, "
            "over the part's total). Sorted by that share; a negative share is a group where the scrub beats the "
            f"original. The top {TOP_ROWS} rows per group; the CSV has every row.</p>"]
     for key in keys:
-        src = paths.scrub_breakdown(key)
+        src = first.scrub_breakdown(key)
         out.append(f'<h3 id="tokens-{escape(key)}">{escape(key)}</h3>')
         frame = read_csv(root, src, dtype={"label": str, "group": str, "part": str})
         if frame is None:
-            out.append(missing(src, f"the scrub stage of {key} writes it"))
+            out.append(missing(src, f"the scrub stage of {key} on {first.name} writes it"))
             continue
         out.append(f"<p class=\"note\">Every row: {link(src)}</p>")
         out.append('<div class="grid">' + "".join(breakdown_table(frame, src, p) for p in PARTS) + "</div>")
@@ -465,14 +575,19 @@ def breakdowns(root: Path, keys: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 # 5. Sweep
 
-def sweep(root: Path) -> str:
-    out = [figure(root, paths.SWEEP_FIGURE, "% recovered of refined 2's Q and K scrubs against the mask: cumulative "
-                  "masks {0}, {0,1}, … and single offsets, bootstrap intervals", "the sweep stage writes it")]
-    frame = read_csv(root, paths.SWEEP_CSV, dtype={"offsets": str, "part": str, "kind": str})
+SWEEP_DTYPES = {"offsets": str, "part": str, "kind": str}
+
+
+def sweep(root: Path, models: list[ModelPaths]) -> str:
+    first = models[0]
+    out = [f"<p>Of the first model, {escape(first.name)}.</p>",
+           figure(root, first.sweep_figure, "% recovered of refined 2's Q and K scrubs against the mask: cumulative "
+                  "masks {0}, {0,1}, … and single offsets, bootstrap intervals", f"the sweep stage of {first.name} writes it")]
+    src = first.sweep_csv
+    frame = read_csv(root, src, dtype=SWEEP_DTYPES)
     if frame is None:
-        out.append(missing(paths.SWEEP_CSV, "the sweep stage writes it"))
+        out.append(missing(src, f"the sweep stage of {first.name} writes it"))
         return "".join(out)
-    src = paths.SWEEP_CSV
     # One table per kind of mask (cumulative, single), offsets down and parts across: the reader
     # compares Q with K at each mask, and reads down a column to see where recovery stops growing.
     tables = []
@@ -492,7 +607,35 @@ def sweep(root: Path) -> str:
             rows.append("<tr>" + "".join(cells) + "</tr>")
         tables.append(f'<div><h4>{text(kind, src, f"{sub.index[0]}/kind")} masks</h4><table class="data">{"".join(rows)}</table></div>')
     out.append(f'<div class="grid">{"".join(tables)}</div><p class="note">Every row, with the scrubbed loss: {link(src)}</p>')
+    if len(models) > 1:
+        out.append(sweep_across(root, models, frame))
     return "".join(out)
+
+
+def sweep_across(root: Path, models: list[ModelPaths], first_frame: pd.DataFrame) -> str:
+    """Every model's % recovered at each mask of the first model's sweep, side by side (no intervals:
+    each model's file has them)."""
+    frames = {model: read_csv(root, model.sweep_csv, dtype=SWEEP_DTYPES) for model in models}
+    present = [m for m in models if frames[m] is not None]
+    notes = [missing(m.sweep_csv, f"the sweep stage of {m.name} writes it") for m in models if frames[m] is None]
+    index = {m: {(r.part, r.kind, r.offsets): i for i, r in frames[m].iterrows()} for m in present}
+    parts = list(dict.fromkeys(first_frame["part"]))
+    rows = ['<tr><th rowspan="2">mask</th><th rowspan="2">offsets</th>'
+            + "".join(f'<th colspan="{len(present)}">part {escape(PARTS.get(p, p))}</th>' for p in parts) + "</tr><tr>"
+            + "".join(f"<th>{escape(m.name)}</th>" for _ in parts for m in present) + "</tr>"]
+    first = models[0]
+    for (kind, offsets), at in first_frame.groupby(["kind", "offsets"], sort=False):
+        i0 = at.index[0]
+        cells = [f"<td>{text(kind, first.sweep_csv, f'{i0}/kind')}</td><td>{text(offsets, first.sweep_csv, f'{i0}/offsets')}</td>"]
+        for p in parts:
+            for m in present:
+                i = index[m].get((p, kind, offsets))
+                cells.append('<td class="r">–</td>' if i is None else
+                             f'<td class="r">{num(frames[m].at[i, "recovered"], 1, m.sweep_csv, f"{i}/recovered")}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    files = ", ".join(link(m.sweep_csv) for m in present)
+    return (f'<h3 id="sweep-models">Every model</h3><p>% loss recovered at each mask, one column per model ({files}, '
+            f'which also hold the intervals).</p><table class="data">{"".join(rows)}</table>' + "".join(notes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -501,37 +644,51 @@ def sweep(root: Path) -> str:
 TRAINING_COLUMNS = [("step", -1), ("train_loss", 3), ("prev_token", 3), ("induction", 3), ("repeat_gain", 2)]
 
 
-def training(root: Path, log: list | None) -> str:
-    if log is None:
-        return missing(paths.TRAIN_LOG, "the model stage writes it")
-    if not log:
-        return f"<p>{link(paths.TRAIN_LOG)} is empty: this model was loaded, not trained.</p>"
-    out = [figure(root, paths.TRAINING_FIGURE, "Training loss, the previous-token and induction scores measured during "
-                  "training, and the loss drop on repeated random tokens (repeat gain)", "the report stage draws it")]
-    last = len(log) - 1
-    columns = [(c, d) for c, d in TRAINING_COLUMNS if c in log[last]]
-    out.append("<p>At the last evaluation:</p><table class=\"data\"><tr>" + "".join(f"<th>{c}</th>" for c, _ in columns)
-               + "</tr><tr>" + "".join(f'<td class="r">{num(log[last][c], d, paths.TRAIN_LOG, f"{last}/{c}")}</td>'
-                                        for c, d in columns) + f"</tr></table><p class=\"note\">{link(paths.TRAIN_LOG)}</p>")
+def training(root: Path, models: list[ModelPaths]) -> str:
+    logs = {model: read_json(root, model.train_log) for model in models}
+    out = []
+    if any(logs.values()):
+        out.append(figure(root, paths.TRAINING_FIGURE, "Training loss, the previous-token and induction scores measured "
+                          "during training, and the loss drop on repeated random tokens (repeat gain)"
+                          + (", one line style per model" if len(models) > 1 else ""), "the report stage draws it"))
+    trained = [(m, log) for m, log in logs.items() if log]
+    if trained:
+        columns = [(c, d) for c, d in TRAINING_COLUMNS if any(c in log[-1] for _, log in trained)]
+        rows = ["<tr><th>model</th>" + "".join(f"<th>{c}</th>" for c, _ in columns) + "</tr>"]
+        for m, log in trained:
+            last = len(log) - 1
+            rows.append(f"<tr><th>{escape(m.name)}</th>" + "".join(
+                f'<td class="r">{num(log[last][c], d, m.train_log, f"{last}/{c}") if c in log[last] else "–"}</td>'
+                for c, d in columns) + "</tr>")
+        out.append(f'<p>At the last evaluation:</p><table class="data">{"".join(rows)}</table>'
+                   f'<p class="note">{", ".join(link(m.train_log) for m, _ in trained)}</p>')
+    for m, log in logs.items():
+        if log is None:
+            out.append(missing(m.train_log, f"the model stage of {m.name} writes it"))
+        elif not log:
+            out.append(f"<p>{link(m.train_log)} is empty: this model was loaded, not trained.</p>")
     return "".join(out)
 
 
 # ---------------------------------------------------------------------------------------------
 
-def build(params: dict, metrics: dict[str, dict], root: Path = Path(".")) -> str:
-    """The page as a string. `metrics`: each hypothesis key → its metrics.json (the report stage
-    has read and checked them); everything else is read here from `root`, optional."""
+def build(params: dict, metrics: dict[ModelPaths, dict[str, dict]], root: Path = Path(".")) -> str:
+    """The page as a string. `metrics`: each model (in `seeds` order) → each hypothesis key →
+    its metrics.json (the report stage has read and checked them, and written reports/results.csv,
+    which the headline reads); everything else is read here from `root`, optional."""
     keys = list(params["hypotheses"])
-    roles = read_json(root, paths.ROLES)
-    scores = read_json(root, paths.HEAD_SCORES)
+    models = list(metrics)
+    first = models[0]
+    roles = read_json(root, first.roles)
+    scores = read_json(root, first.head_scores)
     model = params.get("model", {})
     bodies = {
-        "headline": headline(root, keys, metrics, params.get("report") or {}),
-        "hypotheses": hypotheses(keys, params, roles, scores),
-        "heads": head_views(root, roles, scores, read_json(root, paths.HEAD_VIEWS)),
-        "tokens": breakdowns(root, keys),
-        "sweep": sweep(root),
-        "training": training(root, read_json(root, paths.TRAIN_LOG)),
+        "headline": headline(root, keys, models, metrics, params.get("report") or {}),
+        "hypotheses": hypotheses(keys, params, models, roles, scores),
+        "heads": head_views(root, models),
+        "tokens": breakdowns(root, keys, first),
+        "sweep": sweep(root, models),
+        "training": training(root, models),
     }
     # Sections 2 and 4 hold one block per hypothesis: the contents link each of them.
     sub = {"hypotheses": "hyp", "tokens": "tokens"}
@@ -540,7 +697,8 @@ def build(params: dict, metrics: dict[str, dict], root: Path = Path(".")) -> str
                      + "</span>" if sid in sub else "") + "</li>" for sid, title in SECTIONS)
     sections = "".join(f'<section id="{sid}"><h2>{i}. {escape(title)}<a class="up" href="#contents">contents ↑</a></h2>'
                        f"{bodies[sid]}</section>" for i, (sid, title) in enumerate(SECTIONS, 1))
-    source = f"model: {escape(str(model.get('source', '?')))} <code>{escape(str(model.get('path', '')))}</code>"
+    source = (f"model: {escape(str(model.get('source', '?')))} <code>{escape(str(model.get('dir', '')))}</code>, "
+              f"{len(models)} model{'s' if len(models) > 1 else ''}: " + ", ".join(escape(m.name) for m in models))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>Causal scrubbing of induction heads: report</title>"
             f"<style>{STYLE}</style></head><body>"

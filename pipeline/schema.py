@@ -244,9 +244,10 @@ TRAIN = Map({
     "betas": List(Float(min=0, below=1), length=2), "grad_clip": Float(above=0),
     "repeat_share": Float(min=0, max=1), "repeat_span": List(Int(min=1), length=2),
     "positions": Str(("normal", "sinusoidal")), "position_scale": Float(above=0), "seed_prev_head": Float(),
+    "private_seed_dims": Bool(),
     "short_steps": Int(min=0), "short_len": COUNT, "alphabet_start": Int(min=1, null=True),
     "grow_steps": Int(min=0), "bf16": Bool(), "eval_every": COUNT,
-}, optional=("betas", "grad_clip", "position_scale"))  # pipeline.train.TrainConfig has defaults for these
+}, optional=("betas", "grad_clip", "position_scale", "private_seed_dims"))  # pipeline.train.TrainConfig has defaults for these
 
 # One entry per option of conf/model/, keyed by its `source`.
 MODELS = {

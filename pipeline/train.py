@@ -25,8 +25,11 @@ did on this corpus is measured in the README ("The default model").
 Positions as strong as the tokens make a second shortcut easy: a layer-0 head can attend to its
 own position by position alone, and then never attends to earlier copies of its token, which the
 writeup's self-attending heads (0.1, 0.2, 0.5) do by matching the token itself. `position_scale`
-< 1 starts the sinusoidal W_pos that much smaller than the token embeddings (the seeded head's
-weights grow by 1 / position_scale, so it starts as sharp as at scale 1).
+< 1 starts the sinusoidal W_pos that much smaller than the token embeddings. The seeded head's
+weights grow by 1 / position_scale, so its logits from positions start as at scale 1; but it reads
+tokens too, so its input is then that much more token than position (what this did: README).
+`private_seed_dims` starts the token embeddings at zero in the dimensions the seeded head reads,
+so that it starts reading positions alone, however small.
 """
 from __future__ import annotations
 
@@ -64,6 +67,7 @@ class TrainConfig:
     positions: str = "normal"  # or "sinusoidal" (see the module docstring)
     position_scale: float = 1.0  # sinusoidal W_pos starts this size relative to N(0, 1) rows
     seed_prev_head: float = 0.0
+    private_seed_dims: bool = False
     bf16: bool = True
     eval_every: int = 500
     extra: dict = field(default_factory=dict)
@@ -155,6 +159,8 @@ def initialise_for_training(model: AttnOnlyTransformer, cfg: TrainConfig) -> Non
         raise ValueError(f"positions={cfg.positions!r}; choose normal or sinusoidal")
     if cfg.seed_prev_head and cfg.positions != "sinusoidal":
         raise ValueError("seed_prev_head needs positions=sinusoidal")
+    if cfg.private_seed_dims and not cfg.seed_prev_head:
+        raise ValueError("private_seed_dims needs seed_prev_head > 0")
     if cfg.position_scale != 1.0 and cfg.positions != "sinusoidal":
         raise ValueError("position_scale needs positions=sinusoidal")
     if not cfg.position_scale > 0:
@@ -182,6 +188,8 @@ def initialise_for_training(model: AttnOnlyTransformer, cfg: TrainConfig) -> Non
         attn.W_Q[0, row, col] = attn.W_Q[0, row + 1, col + 1] = seed
         attn.W_K[0, row, col], attn.W_K[0, row + 1, col] = seed * cos, seed * sin
         attn.W_K[0, row, col + 1], attn.W_K[0, row + 1, col + 1] = -seed * sin, seed * cos
+        if cfg.private_seed_dims:
+            model.W_E[:, row : row + 2] = 0
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -26,7 +26,7 @@ def declared(tmp_path_factory) -> dict[str, set[str]]:
     (work / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": SEEDS}, sort_keys=False))
     repo = Repo.init(work, no_scm=True)
     try:
-        return {stage.addressing: {str(Path(o.def_path)) for o in (*stage.deps, *stage.outs)}
+        return {stage.name: {str(Path(o.def_path)) for o in (*stage.deps, *stage.outs)}
                 for stage in repo.index.stages}
     finally:
         repo.close()

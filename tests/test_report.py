@@ -1,10 +1,12 @@
 """The report stage and its review page (reports/index.html, pipeline/page.py).
 
 The stage runs in a scratch folder on the repository's composed params and fake inputs that
-follow the file contracts (metrics.json, breakdown.csv, sweep.csv, views.json, train_log.json):
-every number the page shows must read back from the file it names at the shown rounding, every
-table cell's number must name a file, every link must exist, the hypothesis tables must follow
-the params they are generated from, and a missing optional input gives a notice, not a crash."""
+follow the file contracts (metrics.json, breakdown.csv, sweep.csv, views.json, train_log.json),
+with one model (`seeds` [0]) and with two ([0, 1]): every number the page shows must read
+back from the file it names at the shown rounding, every table cell's number must name a file,
+every link must exist, the hypothesis tables must follow the params they are generated from, a
+missing optional input gives a notice, not a crash, and the headline is the mean across models
+with the spread it states (min–max across several models, one model's bootstrap interval)."""
 from __future__ import annotations
 
 import copy
@@ -20,21 +22,25 @@ import pytest
 import yaml
 
 from pipeline import paths
+from pipeline.stage import ConfigError
 from pipeline.stages import report
-from pipeline.stages.report import chart
 
 ROOT = Path(__file__).resolve().parent.parent
-PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-KEYS = list(PARAMS["hypotheses"])
 PARTS = ("q", "k", "v", "all")
+PART_LABELS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
 
 
-def test_chart_of_a_point_outside_its_interval(tmp_path):
-    frame = pd.DataFrame([
-        {"hypothesis": "h", "part": part, "recovered": 50.0, "ci_low": 52.0 if part == "Q" else 40.0,
-         "ci_high": 60.0, "writeup": None} for part in ("Q", "K", "V", "All")])
-    chart(frame, tmp_path / "recovered.png")
-    assert (tmp_path / "recovered.png").stat().st_size > 1000
+def with_seeds(params: dict, seeds: list[int]) -> dict:
+    """`params` with the models `seeds` (top-level `seeds`, each under model.dir)."""
+    params = copy.deepcopy(params)
+    params["seeds"] = list(seeds)
+    return params
+
+
+PARAMS = with_seeds(yaml.safe_load((ROOT / "params.yaml").read_text()), [0])
+PARAMS2 = with_seeds(PARAMS, [0, 1])
+KEYS = list(PARAMS["hypotheses"])
+FIRST, SECOND = paths.models(PARAMS2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +58,7 @@ def write(root: Path, target: str, content) -> None:
 
 
 def fake_metrics(key: str, rng) -> dict:
-    m = {"hypothesis": key, "name": PARAMS["hypotheses"][key].get("name", key), "original_loss": 3.1454273,
+    m = {"hypothesis": key, "name": PARAMS["hypotheses"][key].get("name", key), "original_loss": float(rng.uniform(3, 3.2)),
          "baseline_loss": 3.6024635, "scored_positions": 5742, "scored_share": 0.0155092}
     for part in PARTS:
         # Values near a rounding boundary (x.x5) and negatives: rounding and signs must survive.
@@ -98,23 +104,36 @@ def fake_sweep(rng) -> pd.DataFrame:
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64  # the page only links figures; their content is not read
-OPTIONAL = [paths.ROLES, paths.HEAD_SCORES, paths.HEAD_VIEWS, paths.SWEEP_CSV, paths.SWEEP_FIGURE, paths.TRAIN_LOG,
-            paths.HEAD_SCORES_FIGURE, paths.HEAD_EXAMPLE_FIGURE, paths.RELATIVE_FIGURE] + [paths.scrub_breakdown(k) for k in KEYS]
+
+
+def optional_inputs(model: paths.ModelPaths) -> list[str]:
+    """A model's inputs of the page besides its metrics: each gives a notice where missing."""
+    return ([model.roles, model.head_scores, model.head_views, model.sweep_csv, model.sweep_figure, model.train_log,
+             model.head_scores_figure, model.head_example_figure, model.relative_figure]
+            + [model.scrub_breakdown(k) for k in KEYS])
 
 
 def make_root(root: Path, params: dict = PARAMS, optional: bool = True) -> Path:
-    rng = np.random.default_rng(0)
     write(root, "params.yaml", yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
-    for key in params["hypotheses"]:
-        write(root, paths.scrub_metrics(key), fake_metrics(key, rng))
-    if not optional:
-        return root
-    write(root, paths.ROLES, {"prev": "0.0", "self": ["0.3"], "induction": ["1.5", "1.4"]})
-    write(root, paths.HEAD_SCORES, {"previous_token_score": [rng.uniform(0, 1, 8).tolist(), rng.uniform(0, 1, 8).tolist()],
+    for model in paths.models(params):
+        rng = np.random.default_rng(model.seed)  # each model its own numbers
+        for key in params["hypotheses"]:
+            write(root, model.scrub_metrics(key), fake_metrics(key, rng))
+        if optional:
+            make_model_inputs(root, params, model, rng)
+    return root
+
+
+def make_model_inputs(root: Path, params: dict, model: paths.ModelPaths, rng) -> None:
+    # the models differ in their self head: each model's roles must show its own
+    write(root, model.roles, {"prev": "0.0", "self": [f"0.{3 + model.seed}"], "induction": ["1.5", "1.4"]})
+    write(root, model.head_scores, {"previous_token_score": [rng.uniform(0, 1, 8).tolist(), rng.uniform(0, 1, 8).tolist()],
                                     "same_token_score": [rng.uniform(0, 1, 8).tolist(), rng.uniform(0, 1, 8).tolist()],
-                                    "induction_score": rng.uniform(0, 1, 8).tolist()})
+                                    "induction_score": rng.uniform(0, 1, 8).tolist(),
+                                    "max_induction_score": float(rng.uniform(0.5, 1)),
+                                    "repeat_loss_drop": float(rng.uniform(2, 8))})
     # views.json as the heads stage writes it (the keys the page reads; head names hold dots)
-    write(root, paths.HEAD_VIEWS, {"example": {
+    write(root, model.head_views, {"example": {
         "seq_id": 17, "rule": "a whitelisted token that occurred once before, chosen by numpy.random.default_rng(0)",
         "candidates": 41, "query": 120, "earlier": 97, "token_text": '" Pro"', "next_token_text": '"ject"',
         "attention_at_query": {h: {"role": role, "to_earlier_copy": float(rng.uniform()), "to_token_after_copy": float(rng.uniform()),
@@ -123,13 +142,13 @@ def make_root(root: Path, params: dict = PARAMS, optional: bool = True) -> Path:
                                for h, role in (("0.0", "prev"), ("1.5", "induction"), ("1.4", "induction"))}},
         "relative": {"max_offset": 8}})
     for key in params["hypotheses"]:
-        write(root, paths.scrub_breakdown(key), fake_breakdown(key, rng).to_csv(index=False))
-    write(root, paths.SWEEP_CSV, fake_sweep(rng).to_csv(index=False))
-    write(root, paths.TRAIN_LOG, [{"step": 250 * (i + 1), "train_loss": 5 - 0.1 * i, "prev_token": 0.5 + 0.02 * i,
-                                    "induction": 0.05 * i, "repeat_gain": 0.4 * i} for i in range(10)])
-    for figure in (paths.SWEEP_FIGURE, paths.HEAD_SCORES_FIGURE, paths.HEAD_EXAMPLE_FIGURE, paths.RELATIVE_FIGURE):
+        write(root, model.scrub_breakdown(key), fake_breakdown(key, rng).to_csv(index=False))
+    write(root, model.sweep_csv, fake_sweep(rng).to_csv(index=False))
+    write(root, model.train_log, [{"step": 250 * (i + 1), "train_loss": 5 - 0.1 * i + 0.01 * model.seed,
+                                   "prev_token": 0.5 + 0.02 * i, "induction": 0.05 * i, "repeat_gain": 0.4 * i}
+                                  for i in range(10)])
+    for figure in (model.sweep_figure, model.head_scores_figure, model.head_example_figure, model.relative_figure):
         write(root, figure, PNG)
-    return root
 
 
 def run_report(root: Path, monkeypatch) -> str:
@@ -141,6 +160,15 @@ def run_report(root: Path, monkeypatch) -> str:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     root = make_root(tmp_path_factory.mktemp("site"))
+    with pytest.MonkeyPatch.context() as mp:
+        page = run_report(root, mp)
+    return root, page
+
+
+@pytest.fixture(scope="module")
+def site2(tmp_path_factory):
+    """Two models, seed0 and seed1."""
+    root = make_root(tmp_path_factory.mktemp("site2"), PARAMS2)
     with pytest.MonkeyPatch.context() as mp:
         page = run_report(root, mp)
     return root, page
@@ -224,7 +252,7 @@ def check_span(root: Path, span: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Invariants
+# One model: the page
 
 def test_every_number_on_the_page_equals_its_file(site):
     root, page = site
@@ -234,18 +262,22 @@ def test_every_number_on_the_page_equals_its_file(site):
     shown = {(s["data-src"], s["data-key"]) for s in parsed.spans}
     # Coverage: the headline shows every hypothesis × part with its interval and writeup number,
     # and a top row of every per-token table and the whole sweep are there.
+    results = pd.read_csv(root / paths.RESULTS_CSV)
+    assert len(results) == len(KEYS) * len(PARTS)
+    for row in range(len(results)):
+        for field in ("recovered", "spread_low", "spread_high"):
+            assert (paths.RESULTS_CSV, f"{row}/{field}") in shown
     for key in KEYS:
-        for part in PARTS:
-            for field in ("recovered", "ci_low", "ci_high"):
-                assert (paths.scrub_metrics(key), f"{part}/{field}") in shown
         for i, value in enumerate(PARAMS["report"]["reference"].get(key, [])):
             assert ("params.yaml", f"report/reference/{key}/{i}") in shown
-        assert (paths.scrub_breakdown(key), "0/unrecovered_share") in shown
+        assert (FIRST.scrub_breakdown(key), "0/unrecovered_share") in shown
     for row in range(16):  # every row of the sweep, with its interval
         for field in ("recovered", "ci_low", "ci_high"):
-            assert (paths.SWEEP_CSV, f"{row}/{field}") in shown
-    assert (paths.TRAIN_LOG, "9/train_loss") in shown
-    assert (paths.HEAD_VIEWS, "example/attention_at_query/1.5/to_earlier_copy") in shown
+            assert (FIRST.sweep_csv, f"{row}/{field}") in shown
+    assert (FIRST.scrub_metrics(KEYS[0]), "original_loss") in shown
+    assert (FIRST.train_log, "9/train_loss") in shown
+    assert (FIRST.head_views, "example/attention_at_query/1.5/to_earlier_copy") in shown
+    assert (FIRST.head_scores, "induction_score/5") in shown
 
 
 def test_every_number_in_a_data_table_names_its_file(site):
@@ -257,14 +289,13 @@ def test_a_changed_number_is_caught(site, tmp_path):
     """The read-back check is not vacuous: a page whose number differs from its file fails it."""
     root, page = site
     parsed = parse(page)
-    span = next(s for s in parsed.spans if s["data-key"] == "q/recovered")
+    span = next(s for s in parsed.spans if s["data-key"] == "0/recovered")
     bad = dict(span, text=f"{float(span['text'].replace(chr(0x2212), '-')) + 0.2:.1f}")
     with pytest.raises(AssertionError):
         check_span(root, bad)
 
 
-def test_every_link_and_figure_exists(site):
-    root, page = site
+def check_links(root: Path, page: str, models: list[paths.ModelPaths]) -> Page:
     parsed = parse(page)
     assert len(parsed.links) > 20
     for target in parsed.links:
@@ -273,12 +304,21 @@ def test_every_link_and_figure_exists(site):
             assert target[1:] in parsed.ids, f"anchor {target} has no target"
         else:
             assert (root / paths.REPORTS / target).resolve().exists(), f"the page links {target}, which does not exist"
-    for figure in (paths.RECOVERED_FIGURE, paths.TRAINING_FIGURE, paths.SWEEP_FIGURE, paths.HEAD_SCORES_FIGURE,
-                   paths.HEAD_EXAMPLE_FIGURE, paths.RELATIVE_FIGURE):
+    first = models[0]
+    for figure in (paths.RECOVERED_FIGURE, paths.TRAINING_FIGURE, first.sweep_figure, first.head_scores_figure,
+                   first.head_example_figure, first.relative_figure):
         assert str(Path(figure).relative_to(paths.REPORTS)) in parsed.links, f"{figure} is not shown"
     for key in KEYS:
-        assert f"../{paths.scrub_breakdown(key)}" in parsed.links
+        assert f"../{first.scrub_breakdown(key)}" in parsed.links
+    for model in models:
+        assert f"../{model.roles}" in parsed.links and f"../{model.train_log}" in parsed.links
     assert "not produced" not in page
+    return parsed
+
+
+def test_every_link_and_figure_exists(site):
+    root, page = site
+    check_links(root, page, [FIRST])
 
 
 def hypothesis_rows(page: str, key: str) -> dict[str, list[str]]:
@@ -328,8 +368,8 @@ def test_missing_optional_inputs_give_notices(tmp_path, monkeypatch):
     root = make_root(tmp_path, optional=False)
     page = run_report(root, monkeypatch)
     notices = re.findall(r'<p class="missing">not produced: <code>([^<]+)</code>', page)
-    for target in OPTIONAL:
-        if target != paths.HEAD_SCORES:  # scores only annotate the roles, whose own notice stands for both
+    for target in optional_inputs(FIRST):
+        if target != FIRST.head_scores:  # scores only annotate the roles, whose own notice stands for both
             assert target in notices, f"no notice for missing {target}"
     parsed = parse(page)
     for span in parsed.spans:
@@ -343,7 +383,7 @@ def test_missing_optional_inputs_give_notices(tmp_path, monkeypatch):
 
 def test_loaded_model_has_an_empty_training_log(tmp_path, monkeypatch):
     root = make_root(tmp_path)
-    write(root, paths.TRAIN_LOG, [])
+    write(root, FIRST.train_log, [])
     page = run_report(root, monkeypatch)
     assert "loaded, not trained" in page
     assert (root / paths.TRAINING_FIGURE).stat().st_size > 1000
@@ -353,11 +393,193 @@ def test_loaded_model_takes_its_head_count_from_the_scores(tmp_path, monkeypatch
     """model=redwood / file params carry no n_heads: the heads stage's scores give it (one per
     head); without them the tables show the YAML's entries and say why."""
     params = copy.deepcopy(PARAMS)
-    params["model"] = {"source": "redwood", "path": "data/model/redwood.pt"}
+    params["model"] = {"source": "redwood", "dir": "data/model/redwood"}
+    loaded = paths.models(params)[0]
     root = make_root(tmp_path / "a", params)
     assert "every layer-0 head (0.0 – 0.7)" in hypothesis_rows(run_report(root, monkeypatch), "baseline")
     root = make_root(tmp_path / "b", params)
-    (root / paths.HEAD_SCORES).unlink()
+    (root / loaded.head_scores).unlink()
     page = run_report(root, monkeypatch)
-    assert f"not produced: <code>{paths.HEAD_SCORES}</code>" in page
+    assert f"not produced: <code>{loaded.head_scores}</code>" in page
     assert "heads: all" in hypothesis_rows(page, "baseline")
+
+
+# ---------------------------------------------------------------------------------------------
+# Several models
+
+def metric(root: Path, model: paths.ModelPaths, key: str, part: str, field: str = "recovered") -> float:
+    return json.loads((root / model.scrub_metrics(key)).read_text())[part][field]
+
+
+def test_headline_is_the_mean_and_min_max_across_models(tmp_path, monkeypatch):
+    """Hand-written metrics of two models: results.csv holds their mean and min–max per hypothesis
+    and part, results_by_model.csv each model's value and bootstrap interval."""
+    params = copy.deepcopy(PARAMS2)
+    params["hypotheses"] = {k: params["hypotheses"][k] for k in ("naive", "refined2")}
+    root = tmp_path
+    write(root, "params.yaml", yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
+    values = {  # (model, key) → Q, K, V, All
+        (0, "naive"): [40.0, 80.0, 90.0, 30.0], (1, "naive"): [60.0, 70.0, 96.0, 36.0],
+        (0, "refined2"): [85.0, 91.0, 97.0, 75.0], (1, "refined2"): [89.0, 81.0, 97.0, 70.0]}
+    for (seed, key), recovered in values.items():
+        model = paths.ModelPaths(params["model"]["dir"], seed)
+        write(root, model.scrub_metrics(key), {
+            "hypothesis": key, "name": key, "original_loss": 3.0 + seed, "baseline_loss": 4.0 + seed,
+            "scored_positions": 100, "scored_share": 0.1,
+            **{p: {"recovered": r, "ci_low": r - 2 - seed, "ci_high": r + 3, "loss": 3.5} for p, r in zip(PARTS, recovered)}})
+    run_report(root, monkeypatch)
+    headline = pd.read_csv(root / paths.RESULTS_CSV)
+    assert list(headline.columns) == ["hypothesis", "part", "recovered", "spread_low", "spread_high", "spread",
+                                      "models", "writeup"]
+    assert list(zip(headline.hypothesis, headline.part)) == [(k, p) for k in ("naive", "refined2") for p in PART_LABELS.values()]
+    naive_q = headline.iloc[0]
+    assert (naive_q.recovered, naive_q.spread_low, naive_q.spread_high) == (50.0, 40.0, 60.0)
+    refined2_k = headline.iloc[5]
+    assert (refined2_k.recovered, refined2_k.spread_low, refined2_k.spread_high) == (86.0, 81.0, 91.0)
+    assert set(headline.spread) == {"min–max across 2 models"} and set(headline.models) == {2}
+    assert list(headline.writeup) == PARAMS["report"]["reference"]["naive"] + PARAMS["report"]["reference"]["refined2"]
+
+    by_model = pd.read_csv(root / paths.RESULTS_BY_MODEL_CSV)
+    assert list(by_model.columns) == ["model", "seed", "hypothesis", "part", "recovered", "ci_low", "ci_high", "loss",
+                                      "original_loss", "baseline_loss", "writeup"]
+    assert len(by_model) == 16
+    seed1_naive_q = by_model[(by_model.model == "seed1") & (by_model.hypothesis == "naive") & (by_model.part == "Q")]
+    assert seed1_naive_q[["seed", "recovered", "ci_low", "ci_high", "original_loss", "baseline_loss"]].values.tolist() == \
+        [[1, 60.0, 57.0, 63.0, 4.0, 5.0]]
+    md = (root / paths.RESULTS_MD).read_text()
+    assert "| naive | 50.0 (40.0–60.0) [51] |" in md and "### seed1" in md
+    assert "| refined2 | 89.0 (86.0–92.0) | 81.0 (78.0–84.0) |" in md  # seed1's own table, bootstrap intervals
+
+
+def test_one_model_reports_its_bootstrap_interval(tmp_path, monkeypatch):
+    root = make_root(tmp_path)
+    run_report(root, monkeypatch)
+    headline = pd.read_csv(root / paths.RESULTS_CSV)
+    q = headline.iloc[0]
+    assert q.recovered == pytest.approx(metric(root, FIRST, KEYS[0], "q"), abs=1e-4)
+    assert q.spread_low == pytest.approx(metric(root, FIRST, KEYS[0], "q", "ci_low"), abs=1e-4)
+    assert q.spread_high == pytest.approx(metric(root, FIRST, KEYS[0], "q", "ci_high"), abs=1e-4)
+    assert set(headline.spread) == {"bootstrap 95% interval"} and set(headline.models) == {1}
+
+
+def test_the_spread_statement_follows_the_number_of_models(site, site2):
+    for (root, page), n in ((site, 1), (site2, 2)):
+        md = (root / paths.RESULTS_MD).read_text()
+        shown = {s["text"] for s in parse(page).spans if s["data-src"] == paths.RESULTS_CSV and s["data-key"] == "0/spread"}
+        if n == 1:
+            assert shown == {"bootstrap 95% interval"}
+            for text in (md, page):
+                assert "in parentheses its bootstrap 95% interval over sequences" in text and "min–max" not in text
+        else:
+            assert shown == {"min–max across 2 models"}
+            for text in (md, page):
+                assert "the mean % loss recovered across the 2 models" in text
+                assert "in parentheses the min–max across these models" in text
+
+
+def test_two_models_every_number_on_the_page_equals_its_file(site2):
+    root, page = site2
+    parsed = parse(page)
+    for span in parsed.spans:
+        check_span(root, span)
+    assert parsed.unsourced == []
+    shown = {(s["data-src"], s["data-key"]) for s in parsed.spans}
+    results = pd.read_csv(root / paths.RESULTS_CSV)
+    for row in range(len(KEYS) * len(PARTS)):
+        for field in ("recovered", "spread_low", "spread_high"):
+            assert (paths.RESULTS_CSV, f"{row}/{field}") in shown
+    # the headline mean is the mean of the two models' files
+    first_q = [metric(root, model, KEYS[0], "q") for model in (FIRST, SECOND)]
+    assert results.recovered[0] == pytest.approx(np.mean(first_q), abs=1e-4)
+    assert (results.spread_low[0], results.spread_high[0]) == pytest.approx((min(first_q), max(first_q)), abs=1e-4)
+    for model in (FIRST, SECOND):
+        for key in KEYS:
+            for part in PARTS:
+                for field in ("recovered", "ci_low", "ci_high"):
+                    assert (model.scrub_metrics(key), f"{part}/{field}") in shown
+        for field in ("original_loss", "baseline_loss", "scored_positions"):
+            assert (model.scrub_metrics(KEYS[0]), field) in shown
+        assert (model.roles, "self/0") in shown and (model.head_scores, "induction_score/5") in shown
+        assert (model.head_scores, "max_induction_score") in shown
+        assert (model.train_log, "9/train_loss") in shown
+        for row in range(16):
+            assert (model.sweep_csv, f"{row}/recovered") in shown
+    # the head views and per-token breakdowns are the first model's only
+    assert (FIRST.head_views, "example/query") in shown and not any(src == SECOND.head_views for src, _ in shown)
+    assert not any(src.startswith(SECOND.scrub + "/") and src.endswith("breakdown.csv") for src, _ in shown)
+    assert "0.4" in {s["text"] for s in parsed.spans if s["data-src"] == SECOND.roles}  # seed1's own self head
+
+
+def test_two_models_every_link_and_figure_exists(site2):
+    root, page = site2
+    check_links(root, page, [FIRST, SECOND])
+    assert "Views of the first model, seed0" in page
+
+
+def test_a_missing_model_is_a_one_line_error_naming_the_hypothesis_and_file(tmp_path, monkeypatch):
+    root = make_root(tmp_path, PARAMS2, optional=False)
+    run_report(root, monkeypatch)
+    before = {name: (root / name).read_bytes() for name in (paths.RESULTS_CSV, paths.RESULTS_BY_MODEL_CSV, paths.RESULTS_MD)}
+    key = KEYS[-1]
+    (root / SECOND.scrub_metrics(key)).unlink()
+    with pytest.raises(ConfigError) as err:
+        run_report(root, monkeypatch)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"hypotheses.{key}: ")
+    assert SECOND.scrub_metrics(key) in message and "seed1" in message
+    assert {name: (root / name).read_bytes() for name in before} == before  # the last report stays
+
+
+def test_models_disagreeing_on_the_parts_is_an_error(tmp_path, monkeypatch):
+    root = make_root(tmp_path, PARAMS2, optional=False)
+    metrics = json.loads((root / SECOND.scrub_metrics("naive")).read_text())
+    del metrics["v"]
+    write(root, SECOND.scrub_metrics("naive"), metrics)
+    with pytest.raises(ConfigError, match=r"^hypotheses\.naive: .*seed1/naive/metrics\.json has parts"):
+        run_report(root, monkeypatch)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+def frames(values: dict[int, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The report's two tables for one hypothesis "h" with `values` (seed → recovered, every part)."""
+    collected = {paths.ModelPaths("data/model", seed): [{
+        "hypothesis": "h", "original_loss": 3.0, "baseline_loss": 4.0,
+        **{p: {"recovered": r, "ci_low": r + 2 if p == "q" else r - 10, "ci_high": r + 10, "loss": 3.5} for p in PARTS}}]
+        for seed, r in values.items()}
+    by_model = report.by_model_table(collected, {})
+    return report.headline_table(by_model), by_model
+
+
+def test_chart_of_a_point_outside_its_interval(tmp_path):
+    """One model, whose Q interval lies above its value: no whisker below, not a negative one."""
+    headline, by_model = frames({0: 50.0})
+    report.chart(headline, by_model, tmp_path / "recovered.png")
+    assert (tmp_path / "recovered.png").stat().st_size > 1000
+
+
+def test_chart_marks_each_model_on_its_bar():
+    dots = lambda fig: [c for c in fig.axes[0].collections if c.get_label() == "each model"]  # noqa: E731
+    headline, by_model = frames({0: 40.0, 1: 60.0, 2: 65.0})
+    fig = report.recovered_figure(headline, by_model)
+    (collection,) = dots(fig)
+    # 3 models per part; the Q part's dots, each model's value
+    ys = sorted(y for x, y in collection.get_offsets())
+    assert ys == [40.0, 60.0, 65.0]
+    bars = [p.get_height() for p in fig.axes[0].patches]
+    assert bars == pytest.approx([55.0] * 4)
+    assert "min–max" in fig.axes[0].get_title()
+    one = report.recovered_figure(*frames({0: 40.0}))
+    assert dots(one) == [] and "bootstrap" in one.axes[0].get_title()
+
+
+def test_training_figure_draws_every_model():
+    log = [{"step": 100 * (i + 1), "train_loss": 5 - i, "induction": 0.1 * i} for i in range(3)]
+    fig = report.training_figure({"seed0": log, "seed1": [dict(r, train_loss=r["train_loss"] + 1) for r in log]})
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["train_loss, seed0", "train_loss, seed1"]
+    assert lines[0].get_linestyle() != lines[1].get_linestyle()
+    assert list(lines[1].get_ydata()) == [6, 5, 4]
+    empty = report.training_figure({"seed0": []})
+    assert "loaded, not trained" in empty.axes[0].texts[0].get_text()

@@ -100,6 +100,44 @@ def test_the_seeded_head_attends_to_the_previous_token_and_only_head_0_0_changes
             assert torch.equal(p, q), name
 
 
+def test_position_scale_shrinks_w_pos_but_not_the_seeded_heads_attention():
+    """The seeded head's query and key weights grow by 1 / position_scale, so its attention logits
+    from positions, and hence its pattern on the positional part, start as at scale 1."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_vocab=VOCAB, n_ctx=N_CTX)
+    full, small = AttnOnlyTransformer(cfg), AttnOnlyTransformer(cfg)
+    small.load_state_dict(full.state_dict())
+    initialise_for_training(full, TrainConfig(positions="sinusoidal", seed_prev_head=1.5))
+    initialise_for_training(small, TrainConfig(positions="sinusoidal", seed_prev_head=1.5, position_scale=0.25))
+    torch.testing.assert_close(small.W_pos, full.W_pos * 0.25)
+    attn_full, attn_small = full.blocks[0].attn, small.blocks[0].attn
+    # head 0.0's logits from position rows alone: (p W_Q)(p W_K)ᵀ
+    logits = [(m.W_pos @ a.W_Q[0]) @ (m.W_pos @ a.W_K[0]).T for m, a in ((full, attn_full), (small, attn_small))]
+    torch.testing.assert_close(logits[1], logits[0], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(attn_small.W_Q[1:], attn_full.W_Q[1:])  # the other heads untouched
+    with pytest.raises(ValueError, match="position_scale needs positions=sinusoidal"):
+        initialise_for_training(AttnOnlyTransformer(cfg), TrainConfig(position_scale=0.5))
+
+
+def test_private_seed_dims_keep_the_seeded_head_on_positions_when_they_are_small():
+    """With small positions the seeded head reads mostly tokens and starts attending anywhere;
+    with the token embeddings zero where it reads, it starts on the previous token again."""
+    cfg = ModelConfig(d_vocab=VOCAB, n_ctx=N_CTX)
+    tokens = torch.randint(FIRST_PLAIN, VOCAB, (8, N_CTX))
+    prev = {}
+    for private in (False, True):
+        torch.manual_seed(0)
+        model = AttnOnlyTransformer(cfg)
+        initialise_for_training(model, TrainConfig(positions="sinusoidal", seed_prev_head=1.5, position_scale=0.25,
+                                                   private_seed_dims=private))
+        prev[private] = previous_token_score(layer_patterns(model, tokens)[0])[0].item()
+        zero_columns = (model.W_E == 0).all(dim=0)
+        assert zero_columns.sum().item() == (2 * (model.blocks[0].attn.W_Q.shape[-1] // 2) if private else 0)
+    assert prev[True] > 0.4 and prev[True] > 2 * prev[False]
+    with pytest.raises(ValueError, match="private_seed_dims needs seed_prev_head"):
+        initialise_for_training(AttnOnlyTransformer(cfg), TrainConfig(positions="sinusoidal", private_seed_dims=True))
+
+
 def test_training_init_rejects_unknown_positions_and_a_seed_without_sinusoids():
     model = AttnOnlyTransformer(ModelConfig(d_vocab=VOCAB, n_ctx=N_CTX))
     with pytest.raises(ValueError, match="positions='rope'"):
