@@ -2,6 +2,7 @@
 beside other work, so one thread and small batches."""
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from pipeline.tokenizer import load_sequences
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parent.parent
 SEQUENCES = ROOT / "data/tokens/sequences.parquet"
+ROLES = ROOT / "data/heads/seed0/roles.json"
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +31,12 @@ def sequences() -> torch.Tensor:
     if not SEQUENCES.exists():
         subprocess.run(["dvc", "repro", "tokenize"], cwd=ROOT, check=True)
     return torch.from_numpy(load_sequences(SEQUENCES)[:16])
+
+
+@pytest.fixture(scope="session")
+def model_roles() -> dict:
+    """The committed model's own head roles (the heads@0 stage's roles.json; a fresh clone has no
+    DVC cache, so that stage and its upstream ones are rerun, ~30 s)."""
+    if not ROLES.exists():
+        subprocess.run(["dvc", "repro", "heads@0"], cwd=ROOT, check=True)
+    return json.loads(ROLES.read_text())

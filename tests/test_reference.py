@@ -22,11 +22,9 @@ from pipeline.scrub import build_cache, classify_positions, draw_matching, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 HYPOTHESES = sorted(p.stem for p in (ROOT / "conf/hypothesis").glob("*.yaml"))
-# Roles chosen so that every role is non-empty (the committed model has no self-attending head,
-# so with its own roles `self` would select nothing and refined 3/4 would go untested).
+# Roles chosen so that every role is non-empty and differs from the model's own (below), whatever
+# heads the committed model's training made.
 ROLES = {"prev": "0.0", "self": ["0.1", "0.2"], "induction": ["1.5", "1.6"]}
-# The committed model's own roles (data/heads): four induction heads, no self-attending head.
-MODEL_ROLES = {"prev": "0.0", "self": [], "induction": ["1.5", "1.4", "1.0", "1.6"]}
 PARTS = ["q", "k", "v", "all"]
 N_SEQ, N_POS = 6, 200  # sequences cut to 200 inputs + 1 target: TransformerLens takes ~2 s a hypothesis
 RTOL = 1e-4  # float32 throughout; the two implementations agree to ~1e-6 in practice
@@ -85,10 +83,10 @@ def test_engine_agrees_with_transformer_lens_hooks(data, name):
         assert abs(ref[part].mean() - ref["original"].mean()) > 1e-4, part
 
 
-def test_engine_agrees_with_transformer_lens_hooks_on_the_models_own_roles(data):
-    """Four induction heads and no self-attending head: the engine scrubs every induction head."""
+def test_engine_agrees_with_transformer_lens_hooks_on_the_models_own_roles(data, model_roles):
+    """The roles the heads stage gave the committed model (data/heads/seed0/roles.json)."""
     hyp = parse_hypothesis("refined4", yaml.safe_load((ROOT / "conf/hypothesis/refined4.yaml").read_text()))
-    compare(data, hyp, MODEL_ROLES, {}, parts=["all"])
+    compare(data, hyp, model_roles, {}, parts=["all"])
 
 
 def test_resampled_draws_are_read_per_position(data):
