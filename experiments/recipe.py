@@ -8,7 +8,8 @@ seed: the first of `seeds`) on this checkout's data/tokens (`dvc repro tokenize`
 the evaluation every `model.train.eval_every` steps, then scores the final model as the heads
 stage does (pipeline.stages.heads.measure: held-out experiment sequences, repeated random tokens).
 Writes experiments/results/NAME.json: the overrides, the seconds, the training log and the final
-scores (per head, and the best previous-token, same-token and induction score). The model itself
+scores (per head, and the heads stage's summaries: the best previous-token, same-token and
+induction score). The model itself
 is not kept: a recipe worth keeping goes into conf/model/trained.yaml and is trained by `dvc repro`.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline import paths  # noqa: E402
 from pipeline.params import compose  # noqa: E402
-from pipeline.stages.heads import measure  # noqa: E402
+from pipeline.stages.heads import measure, summarize_scores  # noqa: E402
 from pipeline.stages.model import trained_model  # noqa: E402
 
 RESULTS = ROOT / "experiments/results"
@@ -50,10 +51,7 @@ def main() -> None:
     model, log = trained_model(params["model"], meta, seed)
     seconds = time.time() - start
     scores, _ = measure(model.eval(), params["heads"], meta)
-    best = {"previous_token": max(scores["previous_token_score"][0]),
-            "same_token": max(scores["same_token_score"][0]),
-            "induction": max(scores["induction_score"]),
-            "repeat_loss_drop": scores["loss_first_half"] - scores["loss_second_half"]}
+    best = summarize_scores(scores)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = {"name": args.name, "overrides": args.overrides, "seed": seed, "threads": args.threads,
            "train_seconds": round(seconds), "best": best, "scores": scores, "log": log}

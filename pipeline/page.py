@@ -36,7 +36,7 @@ import pandas as pd
 from pipeline import paths
 from pipeline.paths import ModelPaths
 from pipeline.roles import head_name
-from pipeline.scrub.hypothesis import INPUTS, MASKS, Masked, Residual, Whole, parse_hypothesis
+from pipeline.scrub.hypothesis import INPUTS, MASKS, Masked, Whole, parse_hypothesis
 
 PARTS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
 TOP_ROWS = 8  # rows of each part's per-token table on the page; the CSV has all of them
@@ -424,6 +424,7 @@ def hypotheses(keys: list[str], params: dict, models: list[ModelPaths], roles: d
 
 # scores.json's one-number summaries shown beside each model's roles: key, column title, decimals
 SUMMARY_SCORES = [("max_previous_token_score_layer0", "max previous-token score, layer 0", 3),
+                  ("max_same_token_score_layer0", "max same-token score, layer 0", 3),
                   ("max_induction_score", "max induction score", 3),
                   ("repeat_loss_drop", "loss drop on repeated tokens (nats)", 2)]
 
@@ -496,7 +497,7 @@ EXAMPLE_COLUMNS = [("to_earlier_copy", "earlier copy (s)"), ("to_token_after_cop
 def example_view(example: dict, src: str) -> str:
     """The example sequence's rule, where it repeats, and the role heads' attention at its query
     (`src`: the views.json it comes from)."""
-    parts = [f"<p><b>Example sequence</b>"]
+    parts = ["<p><b>Example sequence</b>"]
     if "seq_id" in example:
         parts.append(f" {num(example['seq_id'], -1, src, 'example/seq_id')}")
     if "query" in example and "earlier" in example:
@@ -641,7 +642,8 @@ def sweep_across(root: Path, models: list[ModelPaths], first_frame: pd.DataFrame
 # ---------------------------------------------------------------------------------------------
 # 6. Training
 
-TRAINING_COLUMNS = [("step", -1), ("train_loss", 3), ("prev_token", 3), ("induction", 3), ("repeat_gain", 2)]
+TRAINING_COLUMNS = [("step", -1), ("train_loss", 3), ("prev_token", 3), ("same_token", 3), ("induction", 3),
+                    ("repeat_gain", 2)]
 
 
 def training(root: Path, models: list[ModelPaths]) -> str:
@@ -693,7 +695,7 @@ def build(params: dict, metrics: dict[ModelPaths, dict[str, dict]], root: Path =
     # Sections 2 and 4 hold one block per hypothesis: the contents link each of them.
     sub = {"hypotheses": "hyp", "tokens": "tokens"}
     toc = "".join(f'<li><a href="#{sid}">{escape(title)}</a>'
-                  + (f'<br><span class="sub">' + " · ".join(f'<a href="#{sub[sid]}-{escape(k)}">{escape(k)}</a>' for k in keys)
+                  + ('<br><span class="sub">' + " · ".join(f'<a href="#{sub[sid]}-{escape(k)}">{escape(k)}</a>' for k in keys)
                      + "</span>" if sid in sub else "") + "</li>" for sid, title in SECTIONS)
     sections = "".join(f'<section id="{sid}"><h2>{i}. {escape(title)}<a class="up" href="#contents">contents ↑</a></h2>'
                        f"{bodies[sid]}</section>" for i, (sid, title) in enumerate(SECTIONS, 1))

@@ -46,12 +46,7 @@ def main() -> None:
     model = load_checkpoint(target.checkpoint, "model.dir").eval()
     scores, heldout = measure(model, cfg, meta)
     roles = resolve_roles(require(params, "roles"), lambda given: propose_roles(scores, cfg, given), model.cfg)
-    summary = {
-        "max_previous_token_score_layer0": max(scores["previous_token_score"][0]),
-        "max_same_token_score_layer0": max(scores["same_token_score"][0]),
-        "max_induction_score": max(scores["induction_score"]),
-        "repeat_loss_drop": scores["loss_first_half"] - scores["loss_second_half"],
-    }
+    summary = summarize_scores(scores)
     # the views first: a view that cannot be drawn stops the stage before roles.json changes
     write_views(target, model, views_cfg, scores, roles, heldout[:, :-1])
     write_json(target.head_scores, {**summary, **scores})
@@ -73,6 +68,16 @@ def measure(model, cfg: dict, meta: dict) -> tuple[dict, torch.Tensor]:
     repeated = repeated_random_tokens(cfg["repeat_sequences"], length, ordinary_ids(meta),
                                       meta["begin_id"], seed=0)
     return head_scores(model, heldout[:, :-1], repeated, length), heldout
+
+
+def summarize_scores(scores: dict) -> dict:
+    """The one-number summaries of measure's scores that head scores.json leads with."""
+    return {
+        "max_previous_token_score_layer0": max(scores["previous_token_score"][0]),
+        "max_same_token_score_layer0": max(scores["same_token_score"][0]),
+        "max_induction_score": max(scores["induction_score"]),
+        "repeat_loss_drop": scores["loss_first_half"] - scores["loss_second_half"],
+    }
 
 
 def role_heads(roles: dict) -> list[tuple[str, str]]:

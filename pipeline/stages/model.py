@@ -3,7 +3,7 @@
     python -m pipeline.stages.model 0
 
 `model.source`: `trained` trains one on the training stream (pipeline.train) with the given seed
-(one stage per seed of `model.seeds`); `redwood` loads Redwood's redwood_attn_2l as
+(one stage per seed of `seeds`); `redwood` loads Redwood's redwood_attn_2l as
 TransformerLens does (pipeline.checkpoint: the repo's *final.pth and config.json, from the hub, a
 local snapshot folder or a file); `file` loads a checkpoint of ours. Outputs, under
 `model.dir`/seed<N>/: model.pt (committed to git for the trained models; git-ignored for

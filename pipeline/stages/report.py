@@ -166,7 +166,7 @@ def chart(headline: pd.DataFrame, by_model: pd.DataFrame, path: Path) -> None:
 # Panels of the training figure: which train_log.json keys share an axis (a log lacking one is drawn
 # without it: older logs and other recipes record fewer).
 TRAINING_PANELS = [("train loss (nats)", ["train_loss"]),
-                   ("head scores during training", ["prev_token", "induction", "induction_frequent"]),
+                   ("head scores during training", ["prev_token", "same_token", "induction", "induction_frequent"]),
                    ("loss drop on repeated tokens (nats)", ["repeat_gain", "repeat_gain_frequent"])]
 MODEL_STYLES = ["-", "--", ":", "-."]  # one per model; colour stays one per measurement
 
