@@ -13,8 +13,10 @@ from pipeline.stages.cache_l0 import load_cache, write_cache
 ROLES = {"prev": "0.0", "self": ["0.1"], "induction": ["1.5", "1.6"]}
 DRAWN = {"embedding": "clean", "heads": {"all": {"mask": "last3", "inside": {"pattern": "drawn", "values": "clean"},
                                                   "outside": "drawn"}}}
+# K reads one head (prev) masked from the drawn sequences: the gather of only that head's elements
 HYPOTHESIS = {"resample": {"drawn": {"classes": {"x": {"current_token": ["."]}}}},
-              "q": DRAWN, "k": {"embedding": "other", "heads": {"all": "drawn", "prev": "clean"}}, "v": DRAWN}
+              "q": DRAWN, "k": {"embedding": "other", "heads": {"all": "drawn", "prev": DRAWN["heads"]["all"]}},
+              "v": {"embedding": "clean", "heads": {**DRAWN["heads"], "prev": "clean"}}}
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import ctypes
 import ctypes.util
 import mmap
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,10 +142,11 @@ class Batch:
         self.memo: dict[tuple, torch.Tensor] = {}
         self.residuals: dict[tuple, torch.Tensor] = {}
 
-    def take(self, key: str, source: str, where: str, shift: int = 0) -> torch.Tensor:
+    def take(self, key: str, source: str, where: str, shift: int = 0, heads: tuple[int, ...] | None = None) -> torch.Tensor:
         """cache[key] of `source` at position p - shift for each position p of the set `where`
-        (the sequence `source` names at p): [batch, n, head, ...]; zero where p - shift < 0."""
-        memo_key = (key, source, where, shift)
+        (the sequence `source` names at p): [batch, n, head, ...]; zero where p - shift < 0.
+        `heads` (a drawn source only) reads just those heads: [batch, n, len(heads), ...]."""
+        memo_key = (key, source, where, shift, heads)
         if memo_key not in self.memo and shift and where == "keys" and source in FIXED_SOURCES:
             # key positions are 0 … n_k - 1 of one sequence per row: a shift is a slice of the
             # unshifted array, not another read of the cache
@@ -160,7 +162,7 @@ class Batch:
         if memo_key not in self.memo:
             pos = self.positions[where]  # [batch, n]
             seq = np.take_along_axis(self.index[source], pos, axis=1)
-            out = _gather(self.cache[key], seq, np.maximum(pos - shift, 0), source not in FIXED_SOURCES).float()
+            out = _gather(self.cache[key], seq, np.maximum(pos - shift, 0), source not in FIXED_SOURCES, heads).float()
             if shift:
                 out[torch.from_numpy(pos < shift)] = 0
             self.memo[memo_key] = out.to(self.device)
@@ -169,9 +171,15 @@ class Batch:
     def heads_z(self, heads: list[int], spec, where: str) -> torch.Tensor:
         """The outputs before W_O of layer-0 `heads` that share one spec, rebuilt as `spec` says:
         [batch, n, len(heads), d_head]."""
+        every = len(heads) == self.model.cfg.n_heads
+
         def take(key: str, source: str, shift: int = 0) -> torch.Tensor:
+            if not every and source not in FIXED_SOURCES:
+                # a drawn source reads one random row per position, and usually for one head:
+                # gathering only that head's elements is what makes it cheap
+                return self.take(key, source, where, shift, tuple(heads))
             out = self.take(key, source, where, shift)
-            return out if len(heads) == out.shape[2] else out[:, :, heads]
+            return out if every else out[:, :, heads]
 
         if isinstance(spec, Whole):
             return take("z", spec.source)
@@ -233,14 +241,27 @@ class Batch:
 SCATTERED_MMAP_LIMIT = 1 << 30
 
 
-def _gather(array, seq: np.ndarray, pos: np.ndarray, scattered: bool = False) -> torch.Tensor:
-    """array[seq, pos] for index arrays [batch, n]; a memory-mapped array reads only those rows,
-    or with `scattered` on a large file only those elements."""
-    if isinstance(array, torch.Tensor):
-        return array[torch.from_numpy(np.ascontiguousarray(seq)), torch.from_numpy(np.ascontiguousarray(pos))]
+def _gather(array, seq: np.ndarray, pos: np.ndarray, scattered: bool = False,
+            heads: tuple[int, ...] | None = None) -> torch.Tensor:
+    """array[seq, pos] (or array[seq, pos, heads]) for index arrays [batch, n]; a memory-mapped
+    array reads only those rows, or with `scattered` on a large file only those elements."""
     if scattered and isinstance(array, np.memmap) and array.nbytes > SCATTERED_MMAP_LIMIT:
-        return torch.from_numpy(_read_elements(array, seq, pos))
-    return torch.from_numpy(np.ascontiguousarray(array[seq, pos]))
+        out = torch.from_numpy(_read_elements(array, seq, pos))
+        return out if heads is None else out[:, :, list(heads)]
+    # torch's indexing, not numpy's: ~2-3x faster on these scattered reads (numpy's fancy
+    # indexing walks element by element), and only the selected heads are copied
+    tensor = array if isinstance(array, torch.Tensor) else _view(array)
+    seq_t, pos_t = torch.from_numpy(np.ascontiguousarray(seq)), torch.from_numpy(np.ascontiguousarray(pos))
+    if heads is None:
+        return tensor[seq_t, pos_t]
+    return tensor[seq_t[..., None], pos_t[..., None], torch.tensor(heads)]
+
+
+def _view(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing `array`'s memory (a read-only memory map included: only ever read)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
 
 
 def _rows(array, rows: np.ndarray, n: int) -> torch.Tensor:
