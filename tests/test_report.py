@@ -578,8 +578,12 @@ def test_training_figure_draws_every_model():
     log = [{"step": 100 * (i + 1), "train_loss": 5 - i, "induction": 0.1 * i} for i in range(3)]
     fig = report.training_figure({"seed0": log, "seed1": [dict(r, train_loss=r["train_loss"] + 1) for r in log]})
     lines = fig.axes[0].get_lines()
-    assert [line.get_label() for line in lines] == ["train_loss, seed0", "train_loss, seed1"]
-    assert lines[0].get_linestyle() != lines[1].get_linestyle()
+    assert len(lines) == 2 and lines[0].get_linestyle() != lines[1].get_linestyle()
+    # the panel's legend names the measurement, the figure's the models by their line styles
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["train_loss"]
+    styles = fig.legends[0]
+    assert [t.get_text() for t in styles.get_texts()] == ["seed0", "seed1"]
+    assert [h.get_linestyle() for h in styles.legend_handles] == [line.get_linestyle() for line in lines]
     assert list(lines[1].get_ydata()) == [6, 5, 4]
     empty = report.training_figure({"seed0": []})
     assert "loaded, not trained" in empty.axes[0].texts[0].get_text()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from pipeline import page, paths
 from pipeline.figures import plt, save_figure
@@ -154,7 +155,12 @@ def recovered_figure(headline: pd.DataFrame, by_model: pd.DataFrame):
     ax.set_title(f"bars: mean of {n_models} models; whiskers: min–max across them; dots: each model" if n_models >= 2
                  else "whiskers: bootstrap 95% interval over sequences", fontsize=10)
     ax.axhline(100, color="grey", lw=0.5)
-    ax.legend(ncol=6, fontsize=8)
+    # The legend sits in a band above the bars (100 %, or the highest whisker), not over them.
+    low, high = ax.get_ylim()
+    top = max(high, 100)
+    ax.set_yticks([t for t in ax.get_yticks() if low <= t <= top])
+    ax.set_ylim(low, top + 22)
+    ax.legend(ncol=6, fontsize=8, loc="upper center", frameon=False)
     fig.tight_layout()
     return fig
 
@@ -189,12 +195,20 @@ def training_figure(logs: dict[str, list[dict]]):
             for m, (name, log) in enumerate(logs.items()):
                 steps = [row["step"] for row in log if key in row]
                 ax.plot(steps, [row[key] for row in log if key in row], marker="." if len(logs) == 1 else None,
-                        color=f"C{j}", linestyle=MODEL_STYLES[m % len(MODEL_STYLES)],
-                        label=f"{key}, {name}" if len(logs) > 1 else key)
+                        color=f"C{j}", linestyle=MODEL_STYLES[m % len(MODEL_STYLES)])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7 if len(logs) > 1 else 8)
-    fig.tight_layout()
+        # colour names the measurement in each panel; with several models one legend below the
+        # panels names their line styles (a legend entry per model and measurement hid the lines)
+        handles = [Line2D([], [], color=f"C{j}", label=key) for j, key in enumerate(keys)]
+        ax.legend(handles=handles, fontsize=7)
+    if len(logs) > 1:
+        styles = [Line2D([], [], color="black", linestyle=MODEL_STYLES[m % len(MODEL_STYLES)], label=name)
+                  for m, name in enumerate(logs)]
+        fig.legend(handles=styles, loc="lower center", ncol=len(styles), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
