@@ -40,12 +40,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.config.hypothesis import parse_hypothesis  # noqa: E402
+from pipeline.data.sequences import load_sequences  # noqa: E402
 from pipeline.paths import ModelPaths  # noqa: E402
-from pipeline.checkpoint import load_checkpoint  # noqa: E402
-from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses  # noqa: E402
-from pipeline.scrub.engine import CLEAN, OTHER, PARTS, _spec_key  # noqa: E402
-from pipeline.stages.cache_l0 import load_cache  # noqa: E402
-from pipeline.tokenizer import load_sequences  # noqa: E402
+from pipeline.scrub.cache import load_cache  # noqa: E402
+from pipeline.scrub.engine import CLEAN, OTHER, PARTS, _spec_key, build_cache, scrub_losses  # noqa: E402  # noqa: E402
+from pipeline.weights.checkpoint import load_checkpoint  # noqa: E402
 
 STAGE_INPUTS = ("data/tokens/tokenizer.json", "data/whitelist/whitelist.parquet")
 
@@ -148,7 +148,7 @@ def tl_stage(key: str, batch_size: int) -> None:
     """What a researcher's stage would be with benchmarks/tl_hooks.py: the scrub stage's inputs,
     TransformerLens hooks, per-sequence loss sums written to tl/<key>.npz."""
     from benchmarks.tl_hooks import tl_scrub_losses, to_hooked_transformer
-    from pipeline.stages.scrub import resampled_draws
+    from pipeline.scrub.inputs import resampled_draws
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     params = yaml.safe_load(open("params.yaml"))
@@ -249,7 +249,7 @@ def main() -> None:
         # exactness check also runs the engine on a float32 cache of the same sequences.
         cache32 = build_cache(model, torch.from_numpy(tokens), params["cache"]["n_offsets"], 32, torch.float32,
                               progress=False)
-        from pipeline.stages.scrub import resampled_draws
+        from pipeline.scrub.inputs import resampled_draws
 
         header = (f"{'hypothesis':<13} {'GFLOP':>6} {'bound s':>7} {'engine s':>8} {'×bound':>6} | "
                   f"{'stage s':>7} {'RSS MiB':>7} | {'TL stage s':>10} {'RSS MiB':>7} {'TL/stage':>8} "

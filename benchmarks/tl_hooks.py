@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.scrub.hypothesis import Hypothesis, InputSpec, Masked, Residual, Whole
+from pipeline.config.hypothesis import Hypothesis, InputSpec, Masked, Residual, Whole
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline import paths  # noqa: E402
-from pipeline.params import compose  # noqa: E402
+from pipeline.config.compose import compose  # noqa: E402
 from pipeline.stages.heads import measure, summarize_scores  # noqa: E402
 from pipeline.stages.model import trained_model  # noqa: E402
 

@@ -1,8 +1,8 @@
-"""Loaded by Hydra's plugin scan, which `dvc exp run -S` (and `python -m pipeline.params`) runs
+"""Loaded by Hydra's plugin scan, which `dvc exp run -S` (and `python -m pipeline.config`) runs
 with the repository root on sys.path before composing conf/:
 
 - registers the `${pipeline.check:}` resolver that conf/config.yaml's `checked` key calls, so
-  every composition runs the schema of pipeline/schema.py;
+  every composition runs the schema of pipeline/config/schema.py;
 - reads every YAML file of conf/ first, so that a syntax error is one line naming the file
   (`ERROR: conf/hypothesis/x.yaml: is not valid YAML: line 3, column 8: ...`) instead of
   PyYAML's error raised from inside Hydra.
@@ -16,9 +16,13 @@ A namespace package (no __init__.py), as Hydra's plugin discovery wants.
 import functools
 from pathlib import Path
 
-from pipeline.params import one_line
-from pipeline.schema import CompositionError, check_yaml_files, register
-from pipeline.stage import ConfigError
+from pipeline.config.compose import (
+    CompositionError,
+    check_yaml_files,
+    one_line,
+    register,
+)
+from pipeline.errors import ConfigError
 
 
 def _one_line_hydra_errors() -> None:

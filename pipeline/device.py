@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.stage import ConfigError
+from pipeline.errors import ConfigError
 
 CHOICES = ("auto", "cpu", "cuda")
 

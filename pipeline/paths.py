@@ -19,7 +19,7 @@ WHITELIST = "data/whitelist/whitelist.parquet"
 WHITELIST_SUMMARY = "data/whitelist/summary.json"
 PAIRING = "data/pairing/pairing.parquet"
 REPORTS = "reports"
-REPORT_PAGE = "reports/index.html"  # the review page (pipeline/page.py)
+REPORT_PAGE = "reports/index.html"  # the review page (pipeline/report/page.py)
 RECOVERED_FIGURE = "reports/recovered.png"
 TRAINING_FIGURE = "reports/training.png"  # every model's train log, drawn by the report stage
 RESULTS_CSV = "reports/results.csv"  # the headline: per hypothesis and part, mean and spread across models
@@ -116,7 +116,7 @@ class ModelPaths:
         return f"{self.scrub}/{key}/positions.parquet"
 
     def scrub_breakdown(self, key: str) -> str:
-        """Per input token and per resampler class of hypothesis `key` (pipeline/breakdown.py)."""
+        """Per input token and per resampler class of hypothesis `key` (pipeline/analysis/breakdown.py)."""
         return f"{self.scrub}/{key}/breakdown.csv"
 
     @property

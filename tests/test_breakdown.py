@@ -1,4 +1,4 @@
-"""The per-token breakdown (pipeline/breakdown.py) and the per-position class column the scrub
+"""The per-token breakdown (pipeline/analysis/breakdown.py) and the per-position class column the scrub
 stage writes for it (pipeline/stages/scrub.py)."""
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.breakdown import COLUMNS, breakdown, token_label, token_labels
-from pipeline.scrub import classify_positions, parse_hypothesis, resolve_rules
-from pipeline.stages.scrub import positions_frame, resampler_classes
-from pipeline.tokenizer import train_bpe
+from pipeline.analysis.breakdown import COLUMNS, breakdown, token_label, token_labels
+from pipeline.config.hypothesis import parse_hypothesis
+from pipeline.data.tokenizer import train_bpe
+from pipeline.scrub.inputs import resampler_classes
+from pipeline.scrub.resample import classify_positions, resolve_rules
+from pipeline.stages.scrub import positions_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 

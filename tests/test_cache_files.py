@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import pipeline.scrub.engine as engine
-from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses
-from pipeline.stages.cache_l0 import load_cache, write_cache
+from pipeline.config.hypothesis import parse_hypothesis
+from pipeline.scrub.cache import load_cache, write_cache
+from pipeline.scrub.engine import build_cache, scrub_losses
 
 ROLES = {"prev": "0.0", "self": ["0.1"], "induction": ["1.5", "1.6"]}
 DRAWN = {"embedding": "clean", "heads": {"all": {"mask": "last3", "inside": {"pattern": "drawn", "values": "clean"},

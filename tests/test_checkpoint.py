@@ -1,4 +1,4 @@
-"""pipeline.checkpoint: our format round-trips exactly, and every unreadable or foreign file is a
+"""pipeline.weights.checkpoint: our format round-trips exactly, and every unreadable or foreign file is a
 ConfigError naming the parameter that points at it, never a traceback or executed code."""
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoint import load_checkpoint, load_redwood, save_checkpoint
+from pipeline.errors import ConfigError
 from pipeline.model import AttnOnlyTransformer, ModelConfig
-from pipeline.stage import ConfigError
+from pipeline.weights.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.weights.redwood import load_redwood
 
 SMALL = ModelConfig(d_vocab=50, n_ctx=16, d_model=32, n_heads=4, d_head=8, n_layers=2)
 

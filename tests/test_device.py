@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.config.hypothesis import parse_hypothesis
 from pipeline.device import resolve_device
-from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses
-from pipeline.stage import ConfigError
+from pipeline.errors import ConfigError
+from pipeline.scrub.engine import build_cache, scrub_losses
 
 
 def test_auto_is_cuda_only_when_torch_sees_one():

@@ -1,4 +1,4 @@
-"""The head views of the heads stage (pipeline/head_views.py, pipeline/stages/heads.py): relative
+"""The head views of the heads stage (pipeline/analysis/head_views.py, pipeline/stages/heads.py): relative
 attention is what its definition says, computed by hand from a pattern; a head's row sums to at
 most 1; the example sequence has the repeated token its rule states, and the same seed picks the
 same one; the stage writes every view."""
@@ -12,12 +12,17 @@ import pytest
 import torch
 
 from pipeline import paths
-from pipeline.head_views import earlier_copies, pick_example, relative_attention, repeat_candidates
+from pipeline.analysis.head_views import (
+    earlier_copies,
+    pick_example,
+    relative_attention,
+    repeat_candidates,
+)
+from pipeline.analysis.scores import head_scores, layer_patterns, repeated_random_tokens
+from pipeline.config.heads import parse_head_name
+from pipeline.data.tokenizer import train_bpe
 from pipeline.model import AttnOnlyTransformer, ModelConfig
-from pipeline.roles import parse_head_name
-from pipeline.scores import head_scores, layer_patterns, repeated_random_tokens
 from pipeline.stages import heads as heads_stage
-from pipeline.tokenizer import train_bpe
 
 VIEWS = {"max_offset": 5, "window": 12, "seed": 0}
 TARGET = paths.ModelPaths("data/model", 0)  # where the views of seed 0 go

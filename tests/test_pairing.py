@@ -1,4 +1,4 @@
-"""pipeline.pairing: a seeded derangement, and the stage on a scratch project."""
+"""pipeline.data.pairing: a seeded derangement, and the stage on a scratch project."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.pairing import pair_sequences
-from pipeline.stage import ConfigError
+from pipeline.data.pairing import pair_sequences
+from pipeline.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

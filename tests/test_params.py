@@ -1,4 +1,4 @@
-"""pipeline.params: params.yaml is the composition of conf/ (the stages read only params.yaml), and
+"""pipeline.config.compose: params.yaml is the composition of conf/ (the stages read only params.yaml), and
 a bad override is one clear error that writes nothing."""
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import params
+from pipeline.config import compose as params
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_params(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.params", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.config.compose", *args], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def test_committed_params_yaml_is_the_composition_of_conf():
-    """Fails when conf/ was edited without running `python -m pipeline.params`."""
+    """Fails when conf/ was edited without running `python -m pipeline.config`."""
     assert params.main(["--check"]) == 0
 
 
@@ -69,7 +69,7 @@ def test_unknown_key_is_one_error_and_keeps_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
 
 
-# ---- the schema, run by the composition (pipeline/schema.py) ----------------------------------
+# ---- the schema, run by the composition (pipeline/config/schema.py) ----------------------------------
 
 MASK = "hypotheses.refined2.q.heads.all.mask"
 
@@ -98,14 +98,14 @@ def test_a_bad_value_stops_the_composition_with_one_line_and_writes_nothing(tmp_
 
 @pytest.fixture
 def conf_copy(tmp_path) -> Path:
-    """pipeline/ and conf/ in a scratch folder: `python -m pipeline.params` there composes its conf/."""
+    """pipeline/ and conf/ in a scratch folder: `python -m pipeline.config` there composes its conf/."""
     for name in ("pipeline", "conf"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
 
 def run_params_in(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.params", *args], cwd=folder, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.config.compose", *args], cwd=folder, capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
@@ -213,7 +213,7 @@ OPTION_NEEDS = {"data=files": ["data.path=texts"], "model=file": ["model.file=mo
 @pytest.mark.parametrize("option", [f"{p.parent.name}={p.stem}" for group in ("data", "tokenizer", "model")
                                     for p in sorted((ROOT / "conf" / group).glob("*.yaml"))])
 def test_every_group_option_in_conf_has_a_schema(tmp_path, option):
-    """Fails when a key is added to conf/ without its line in pipeline/schema.py."""
+    """Fails when a key is added to conf/ without its line in pipeline/config/schema.py."""
     (tmp_path / "snapshot").mkdir()
     (tmp_path / "validation_data.pt").write_bytes(b"")
     needs = [need.format(tmp=tmp_path) for need in OPTION_NEEDS.get(option, [])]

@@ -12,14 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from shell import sh
 
-from pipeline.breakdown import COLUMNS as BREAKDOWN_COLUMNS
+from pipeline.analysis.breakdown import COLUMNS as BREAKDOWN_COLUMNS
+from pipeline.config.hypothesis import parse_hypothesis
+from pipeline.data.sequences import load_sequences
 from pipeline.paths import ModelPaths
-from pipeline.scrub import parse_hypothesis
-from pipeline.stages.scrub import resampler_classes
-from pipeline.tokenizer import load_sequences
+from pipeline.scrub.inputs import resampler_classes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +33,7 @@ def project(tmp_path_factory):
     if brown.exists():  # spare the network a second download of the corpus
         shutil.copytree(brown, work / "data/external/brown")
     sh("dvc", "init", "--no-scm", "-q", cwd=work)
-    sh(sys.executable, "-m", "pipeline.params", "preset=tiny", "seeds=[0,1]", cwd=work)
+    sh(sys.executable, "-m", "pipeline.config.compose", "preset=tiny", "seeds=[0,1]", cwd=work)
     run = sh("dvc", "repro", cwd=work)
     return work, run.stdout + run.stderr
 
@@ -84,7 +83,7 @@ def check_model(work: Path, params: dict, m: ModelPaths) -> None:
     baseline = json.loads((work / m.scrub_metrics("baseline")).read_text())
     assert baseline["all"]["recovered"] == pytest.approx(0.0, abs=1e-3)
     # the head views: every figure, and an example whose token really repeats (tests/test_head_views.py)
-    from pipeline.tokenizer import load_sequences as sequences_of
+    from pipeline.data.sequences import load_sequences as sequences_of
 
     example = json.loads((work / m.head_views).read_text())["example"]
     x = sequences_of(work / "data/tokens/sequences.parquet")[example["seq_id"]]

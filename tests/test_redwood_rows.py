@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.sources import load_documents, load_token_rows
-from pipeline.stage import ConfigError
+from pipeline.data.sources import load_documents, load_token_rows
+from pipeline.errors import ConfigError
 from pipeline.stages.tokenize import checked_rows
 
 IDS = {"begin": 50257, "end": 50258}

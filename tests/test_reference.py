@@ -18,7 +18,9 @@ import yaml
 from tokenizers import Tokenizer
 
 from benchmarks.tl_hooks import tl_scrub_losses, to_hooked_transformer
-from pipeline.scrub import build_cache, classify_positions, draw_matching, parse_hypothesis, resolve_rules, scrub_losses
+from pipeline.config.hypothesis import parse_hypothesis
+from pipeline.scrub.engine import build_cache, scrub_losses
+from pipeline.scrub.resample import classify_positions, draw_matching, resolve_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 HYPOTHESES = sorted(p.stem for p in (ROOT / "conf/hypothesis").glob("*.yaml"))

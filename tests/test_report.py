@@ -1,4 +1,4 @@
-"""The report stage and its review page (reports/index.html, pipeline/page.py).
+"""The report stage and its review page (reports/index.html, pipeline/report/page.py).
 
 The stage runs in a scratch folder on the repository's composed params and fake inputs that
 follow the file contracts (metrics.json, breakdown.csv, sweep.csv, views.json, train_log.json),
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from pipeline import paths
-from pipeline.stage import ConfigError
+from pipeline.errors import ConfigError
 from pipeline.stages import report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +223,7 @@ def parse(page: str) -> Page:
 
 
 def lookup(root: Path, src: str, key: str):
-    """The value `key` names in file `src`, read independently of pipeline/page.py."""
+    """The value `key` names in file `src`, read independently of pipeline/report/page.py."""
     path = root / src
     if src.endswith(".csv"):
         row, column = key.split("/", 1)

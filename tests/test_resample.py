@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.scrub import classify_positions, draw_matching, resolve_rules
-from pipeline.scrub.hypothesis import Resampler
+from pipeline.config.hypothesis import Resampler
+from pipeline.scrub.resample import classify_positions, draw_matching, resolve_rules
 
 # A toy tokenizer: one token per known word, a "quote" that splits into two byte tokens.
 VOCAB = {" a": 1, " an": 2, ".": 3, " to": 4, " cat": 5, "x": 6}

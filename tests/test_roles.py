@@ -1,4 +1,4 @@
-"""pipeline.roles: proposals from head scores, config overrides, and head-name checks."""
+"""pipeline.analysis.roles: proposals from head scores, config overrides, and head-name checks."""
 from __future__ import annotations
 
 import json
@@ -13,11 +13,11 @@ import pytest
 import torch
 import yaml
 
-from pipeline.checkpoint import save_checkpoint
+from pipeline.analysis.roles import propose_roles, resolve_roles
+from pipeline.data.tokenizer import train_bpe
+from pipeline.errors import ConfigError
 from pipeline.model import AttnOnlyTransformer, ModelConfig
-from pipeline.roles import propose_roles, resolve_roles
-from pipeline.stage import ConfigError
-from pipeline.tokenizer import train_bpe
+from pipeline.weights.checkpoint import save_checkpoint
 
 CFG = {"min_previous_token_score": 0.3, "min_same_token_score": 0.3, "max_self_heads": 3,
        "min_induction_score": 0.1}

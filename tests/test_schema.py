@@ -1,4 +1,4 @@
-"""pipeline.schema: every key of params.yaml typed and range-checked, unknown keys refused, and
+"""pipeline.config.schema: every key of params.yaml typed and range-checked, unknown keys refused, and
 the checks across sections (hypotheses, roles, lengths against n_ctx, mask offsets against the
 cache). Here on the committed params.yaml, edited in memory; tests/test_params.py runs the same
 checks through the composition, as `dvc exp run -S` does."""
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import schema
-from pipeline.stage import ConfigError
+from pipeline.config import compose, schema
+from pipeline.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -211,7 +211,7 @@ def test_a_yaml_syntax_error_in_conf_is_one_line_naming_the_file(tmp_path):
     (conf / "config.yaml").write_text("a: 1\n")
     (conf / "hypothesis" / "x.yaml").write_text("name: x\nq: {embedding: clean\n  heads: [\n")
     with pytest.raises(ConfigError) as err:
-        schema.check_yaml_files(conf)
+        compose.check_yaml_files(conf)
     assert err.value.param == "conf/hypothesis/x.yaml"
     assert str(err.value).startswith("conf/hypothesis/x.yaml: is not valid YAML: line 3, column ")
     assert "\n" not in str(err.value)

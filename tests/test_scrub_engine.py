@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from benchmarks.tl_hooks import tl_scrub_losses, to_hooked_transformer
-from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses
+from pipeline.config.hypothesis import parse_hypothesis
+from pipeline.scrub.engine import build_cache, scrub_losses
 
 ROLES = {"prev": "0.0", "self": ["0.1", "0.2"], "induction": ["1.5", "1.6"]}
 PARTS = ["q", "k", "v", "all"]

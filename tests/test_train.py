@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.analysis.scores import layer_patterns, previous_token_score
 from pipeline.model import AttnOnlyTransformer, ModelConfig
-from pipeline.scores import layer_patterns, previous_token_score
-from pipeline.train import RowSampler, TrainConfig, initialise_for_training, sinusoidal_positions, train
+from pipeline.weights.train import (
+    RowSampler,
+    TrainConfig,
+    initialise_for_training,
+    sinusoidal_positions,
+    train,
+)
 
 BEGIN, FIRST_PLAIN, VOCAB, N_CTX = 0, 2, 100, 40
 STREAM = np.full(5000, 7, dtype=np.int64)  # one ordinary token: spans stand out against it

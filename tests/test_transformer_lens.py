@@ -2,7 +2,7 @@
 redwood_attn_2l was published for: the same weights give the same logits, in both directions of
 the weight-name mapping (ours → TransformerLens through benchmarks/tl_hooks.py, which the scrub
 reference builds on, and TransformerLens → ours through the Redwood loader
-pipeline.checkpoint.load_redwood)."""
+pipeline.weights.checkpoint.load_redwood)."""
 from __future__ import annotations
 
 import copy
@@ -10,12 +10,11 @@ import warnings
 
 import pytest
 import torch
+from transformer_lens import HookedTransformer  # the `test` extra
 
 from benchmarks.tl_hooks import OURS_TO_TL, tl_config, to_hooked_transformer
-from pipeline.checkpoint import load_redwood
 from pipeline.model import AttnOnlyTransformer
-
-from transformer_lens import HookedTransformer  # the `test` extra
+from pipeline.weights.redwood import load_redwood
 
 ATOL = 1e-4
 # Perturbed weights give logits of ~20, where float32 rounding alone differs by ~1e-4 between two

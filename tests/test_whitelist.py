@@ -1,4 +1,4 @@
-"""pipeline.whitelist: a corpus small enough to work by hand, a plain-Python reference on random
+"""pipeline.analysis.whitelist: a corpus small enough to work by hand, a plain-Python reference on random
 corpora, and the stage on a scratch project."""
 from __future__ import annotations
 
@@ -15,8 +15,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.stage import ConfigError
-from pipeline.whitelist import adjacent_pairs, induction_counts, prior_count, summarize, token_stats
+from pipeline.analysis.whitelist import (
+    adjacent_pairs,
+    induction_counts,
+    prior_count,
+    summarize,
+    token_stats,
+)
+from pipeline.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

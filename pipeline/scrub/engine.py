@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from pipeline.config.heads import head_name, parse_head_name
+from pipeline.config.hypothesis import FIXED_SOURCES, InputSpec, Masked, Residual, Whole
 from pipeline.model import AttnOnlyTransformer
-from pipeline.roles import head_name, parse_head_name
-from pipeline.scrub.hypothesis import FIXED_SOURCES, InputSpec, Masked, Residual, Whole
 
 PARTS = {"q": ("q",), "k": ("k",), "v": ("v",), "all": ("q", "k", "v")}
 # The two fixed references: every input clean (the original) and every input from the partner

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.scrub.hypothesis import Resampler
+from pipeline.config.hypothesis import Resampler
 
 
 def resolve_rules(resampler: Resampler, encode) -> list[dict[str, set[int]]]:

@@ -4,7 +4,7 @@ Output: data/corpus/documents.parquet with columns doc_id, split ("train" | "hel
 for a source of token rows (data=redwood_validation) `tokens` instead of text, one row each.
 
 This is the first stage that downloads. When a download is missing (offline, nothing cached),
-the stage also checks the tokenizer's and the model's (pipeline.hub.missing_downloads, which
+the stage also checks the tokenizer's and the model's (pipeline.fetch.plan.missing_downloads, which
 composition runs too), so that one run lists every missing piece, one line each, with the
 parameter that takes a local copy instead.
 """
@@ -15,9 +15,16 @@ import sys
 import pandas as pd
 
 from pipeline import paths
-from pipeline.hub import MissingDownload, missing_downloads
-from pipeline.sources import TOKEN_SOURCES, load_documents, load_token_rows, split_documents
-from pipeline.stage import atomic_path, load_params, require, run_stage
+from pipeline.config.load import load_params, require
+from pipeline.data.sources import (
+    TOKEN_SOURCES,
+    load_documents,
+    load_token_rows,
+    split_documents,
+)
+from pipeline.errors import MissingDownload
+from pipeline.fetch.plan import missing_downloads
+from pipeline.outputs import atomic_path, run_stage
 
 
 def main() -> None:

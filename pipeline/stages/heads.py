@@ -7,7 +7,7 @@ Scores (scores.json, a DVC metrics file): per head, mean attention to the previo
 token and to earlier copies of the current token on held-out sequences; per layer-1 head,
 attention to the induction target on repeated random tokens; the loss on the first and second
 copy of those tokens. Roles (roles.json): `roles.*` from config where given, else
-proposed from the scores (pipeline.roles).
+proposed from the scores (pipeline.analysis.roles).
 
 Head views, for the report (parameters `heads.views.*`): the scores as heatmaps with the roles
 outlined (scores.png); the role heads' attention on one held-out sequence with a repeated token,
@@ -27,14 +27,30 @@ import pandas as pd
 import torch
 
 from pipeline import paths
-from pipeline.checkpoint import load_checkpoint
-from pipeline.figures import ROLE_COLOR, heatmap, outline_cells, plt, save_figure, token_text
-from pipeline.head_views import (Example, attention_at_candidates, example_rule, pick_example, relative_attention,
-                                 repeat_candidates)
-from pipeline.roles import ROLES, parse_head_name, propose_roles, resolve_roles
-from pipeline.scores import head_scores, layer_patterns, repeated_random_tokens
-from pipeline.tokenizer import load_sequences, ordinary_ids
-from pipeline.stage import ConfigError, atomic_path, load_params, model_argument, require, run_stage, write_json
+from pipeline.analysis.head_views import (
+    Example,
+    attention_at_candidates,
+    example_rule,
+    pick_example,
+    relative_attention,
+    repeat_candidates,
+)
+from pipeline.analysis.roles import propose_roles, resolve_roles
+from pipeline.analysis.scores import head_scores, layer_patterns, repeated_random_tokens
+from pipeline.config.heads import ROLES, parse_head_name
+from pipeline.config.load import load_params, model_argument, require
+from pipeline.data.sequences import load_sequences, ordinary_ids
+from pipeline.errors import ConfigError
+from pipeline.outputs import atomic_path, run_stage, write_json
+from pipeline.report.figures import (
+    ROLE_COLOR,
+    heatmap,
+    outline_cells,
+    plt,
+    save_figure,
+    token_text,
+)
+from pipeline.weights.checkpoint import load_checkpoint
 
 
 def main() -> None:
@@ -55,7 +71,7 @@ def main() -> None:
 
 
 def measure(model, cfg: dict, meta: dict) -> tuple[dict, torch.Tensor]:
-    """Every head's scores (pipeline.scores.head_scores) on the first `heads.heldout_sequences`
+    """Every head's scores (pipeline.analysis.scores.head_scores) on the first `heads.heldout_sequences`
     experiment sequences and on repeated random tokens; and those sequences [batch, pos + 1]."""
     seqs = pd.read_parquet(paths.SEQUENCES).tokens
     if len(seqs[0]) - 1 > model.cfg.n_ctx:

@@ -2,9 +2,9 @@
 
     python -m pipeline.stages.model 0
 
-`model.source`: `trained` trains one on the training stream (pipeline.train) with the given seed
+`model.source`: `trained` trains one on the training stream (pipeline.weights.train) with the given seed
 (one stage per seed of `seeds`); `redwood` loads Redwood's redwood_attn_2l as
-TransformerLens does (pipeline.checkpoint: the repo's *final.pth and config.json, from the hub, a
+TransformerLens does (pipeline.weights.checkpoint: the repo's *final.pth and config.json, from the hub, a
 local snapshot folder or a file); `file` loads a checkpoint of ours. Outputs, under
 `model.dir`/seed<N>/: model.pt (committed to git for the trained models; git-ignored for
 Redwood's) and train_log.json (empty for loaded models).
@@ -19,13 +19,25 @@ import pandas as pd
 import torch
 
 from pipeline import paths
-from pipeline.checkpoint import load_checkpoint, load_redwood, save_checkpoint
+from pipeline.analysis.scores import (
+    head_scores,
+    induction_measurements,
+    repeated_random_tokens,
+)
+from pipeline.config.load import load_params, model_argument, require
+from pipeline.data.sequences import ordinary_ids
 from pipeline.device import resolve_device
+from pipeline.errors import ConfigError
 from pipeline.model import AttnOnlyTransformer, ModelConfig
-from pipeline.scores import head_scores, induction_measurements, repeated_random_tokens
-from pipeline.stage import ConfigError, atomic_path, load_params, model_argument, require, run_stage, write_json
-from pipeline.tokenizer import ordinary_ids
-from pipeline.train import RowSampler, TrainConfig, initialise_for_training, train
+from pipeline.outputs import atomic_path, run_stage, write_json
+from pipeline.weights.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.weights.redwood import load_redwood
+from pipeline.weights.train import (
+    RowSampler,
+    TrainConfig,
+    initialise_for_training,
+    train,
+)
 
 EVAL_SEQUENCES = 16
 

@@ -1,4 +1,4 @@
-"""pairing: each experiment sequence's one partner (pipeline.pairing), fixed for every experiment.
+"""pairing: each experiment sequence's one partner (pipeline.data.pairing), fixed for every experiment.
 
 Output: data/pairing/pairing.parquet with columns seq_id, other_seq_id.
 """
@@ -7,9 +7,9 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline import paths
-from pipeline.pairing import pair_sequences
-from pipeline.stage import atomic_path, load_params, require, run_stage
-
+from pipeline.config.load import load_params, require
+from pipeline.data.pairing import pair_sequences
+from pipeline.outputs import atomic_path, run_stage
 
 
 def main() -> None:

@@ -6,13 +6,13 @@ is not read: DVC does not delete it). Writes
 
 - reports/results_by_model.csv: each model's % recovered per hypothesis and part, with its
   bootstrap 95% interval over sequences and the losses;
-- reports/results.csv, the headline (a DVC plot, template pipeline/plots/recovered.json): per
+- reports/results.csv, the headline (a DVC plot, template pipeline/report/plots/recovered.json): per
   hypothesis and part the mean across models and a spread, which the row names in `spread`: the
   min–max across the models when there are several (the spread from training, which the
   bootstrap does not cover), else the one model's bootstrap interval;
 - reports/results.md, the same as tables; the bar chart reports/recovered.png; the training
   curves of every model reports/training.png; and the review page reports/index.html
-  (pipeline/page.py), which also shows the first model's head views, per-token breakdowns and
+  (pipeline/report/page.py), which also shows the first model's head views, per-token breakdowns and
   sweep where their stages have written them.
 """
 from __future__ import annotations
@@ -24,11 +24,17 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from pipeline import page, paths
-from pipeline.figures import plt, save_figure
-from pipeline.page import spread_name, spread_statement  # the headline's spread, stated alike on the page
+from pipeline import paths
+from pipeline.config.load import load_params, require
+from pipeline.errors import ConfigError
+from pipeline.outputs import atomic_path, run_stage
 from pipeline.paths import ModelPaths
-from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage
+from pipeline.report import page
+from pipeline.report.figures import plt, save_figure
+from pipeline.report.page import (  # the headline's spread, stated alike on the page
+    spread_name,
+    spread_statement,
+)
 
 PART_LABELS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
 BY_MODEL_COLUMNS = ["model", "seed", "hypothesis", "part", "recovered", "ci_low", "ci_high", "loss",

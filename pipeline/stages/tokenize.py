@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline import paths
-from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
-from pipeline.tokenizer import encode_documents, gpt2_tokenizer, make_sequences, special_ids, train_bpe
-
+from pipeline.config.load import load_params, require
+from pipeline.data.sequences import make_sequences
+from pipeline.data.tokenizer import encode_documents, gpt2_tokenizer, special_ids, train_bpe
+from pipeline.errors import ConfigError
+from pipeline.outputs import atomic_path, run_stage, write_json
 
 
 def build_tokenizer(cfg: dict, train_texts: list[str]):

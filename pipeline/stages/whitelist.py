@@ -1,4 +1,4 @@
-"""whitelist: the "inductiony" tokens whose input positions the scrubs score (pipeline.whitelist).
+"""whitelist: the "inductiony" tokens whose input positions the scrubs score (pipeline.analysis.whitelist).
 
 Counted on the training documents; the share of positions is measured on the experiment
 sequences' input positions (tokens[:, :-1], BEGIN included), the positions the scrubs score.
@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline import paths
-from pipeline.stage import ConfigError, atomic_path, load_params, require, run_stage, write_json
-from pipeline.tokenizer import load_sequences
-from pipeline.whitelist import summarize, token_stats
-
+from pipeline.analysis.whitelist import summarize, token_stats
+from pipeline.config.load import load_params, require
+from pipeline.data.sequences import load_sequences
+from pipeline.errors import ConfigError
+from pipeline.outputs import atomic_path, run_stage, write_json
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Importing this module selects the Agg backend before pyplot is imported anywhere: the stages run
 headless (DVC, CI, a server), where an interactive backend would fail or open windows. Import
-pyplot from here (`from pipeline.figures import plt`) so that the order is always right.
+pyplot from here (`from pipeline.report.figures import plt`) so that the order is always right.
 """
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from pipeline.stage import atomic_path  # noqa: E402
+from pipeline.outputs import atomic_path  # noqa: E402
 
 DPI = 120
 ROLE_COLOR = "#d62728"  # outlines of role heads: red reads on every colormap used here
 
 
 def save_figure(fig: "matplotlib.figure.Figure", path: Path | str, dpi: int = DPI) -> None:
-    """Write `fig` as PNG at `path` atomically (pipeline.stage.atomic_path) and close it."""
+    """Write `fig` as PNG at `path` atomically (pipeline.outputs.atomic_path) and close it."""
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")

@@ -2,9 +2,9 @@
 plotting): each head's mean attention by relative position, and the choice of one example
 sequence with a repeated token.
 
-Patterns come from the model's one forward pass (pipeline.scores.layer_patterns, i.e.
+Patterns come from the model's one forward pass (pipeline.analysis.scores.layer_patterns, i.e.
 `run_with_cache` and `blocks.L.attn.hook_pattern`); nothing here recomputes attention. This is
-not in pipeline/scores.py because the model stage depends on that file: an addition there would
+not in pipeline/analysis/scores.py because the model stage depends on that file: an addition there would
 make `dvc repro` retrain the committed model.
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ def attention_at_candidates(patterns_of: Callable[[torch.Tensor], list[torch.Ten
                             candidates: np.ndarray, heads: list[tuple[int, int]], batch_size: int = 16) -> np.ndarray:
     """Each (layer, head)'s attention from t to s + 1, to s and to position 0 at every candidate
     (row, t, s): [candidate, head, 3]. patterns_of: tokens [batch, pos] → per layer
-    [batch, head, q, k] (pipeline.scores.layer_patterns), run on the candidates' rows in batches
+    [batch, head, q, k] (pipeline.analysis.scores.layer_patterns), run on the candidates' rows in batches
     so that the patterns of only `batch_size` sequences are held at once."""
     out = np.zeros((len(candidates), len(heads), 3))
     rows = np.unique(candidates[:, 0])

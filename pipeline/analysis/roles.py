@@ -2,40 +2,22 @@
 self-attending heads (`self`, layer 0) and the induction heads (`induction`, layer 1).
 
 Roles come from config (`roles.*`, e.g. Redwood's 0.0 / 0.1, 0.2, 0.5 / 1.5, 1.6) where given, and
-are otherwise proposed from measured head scores (pipeline.scores.head_scores) with the
+are otherwise proposed from measured head scores (pipeline.analysis.scores.head_scores) with the
 thresholds of `heads.*`. Heads are named "L.H" (layer.head), the writeup's notation.
 
 Output: {"prev": "0.0", "self": ["0.1", ...], "induction": ["1.5", "1.6"]}.
 """
 from __future__ import annotations
 
-import re
-from typing import Any, Callable
+from typing import Callable
 
-from pipeline.stage import ConfigError
-
-ROLES = ("prev", "self", "induction")
-# Which layer each role's heads must be in: the scrub engine splits layer-0 heads by role and
-# scrubs the inputs of layer-1 heads.
-ROLE_LAYER = {"prev": 0, "self": 0, "induction": 1}
-_HEAD = re.compile(r"^(\d+)\.(\d+)$")
-
-
-def head_name(layer: int, head: int) -> str:
-    return f"{layer}.{head}"
-
-
-def parse_head_name(name: str) -> tuple[int, int]:
-    """"L.H" → (layer, head); ValueError for anything else. The one parser of head names."""
-    match = _HEAD.match(name) if isinstance(name, str) else None
-    if not match:
-        raise ValueError(f"{name!r} is not a head name \"L.H\" such as \"0.0\"")
-    return int(match.group(1)), int(match.group(2))
+from pipeline.config.heads import ROLES, head_name, validate_roles
+from pipeline.errors import ConfigError
 
 
 def propose_roles(scores: dict, cfg: dict, given: dict | None = None) -> dict:
     """Propose every role that `given` (config roles) leaves null; given roles are kept as they
-    are. `scores`: pipeline.scores.head_scores' dict; `cfg`: params["heads"].
+    are. `scores`: pipeline.analysis.scores.head_scores' dict; `cfg`: params["heads"].
 
     prev: the layer-0 head with the highest previous-token score, which must reach
       min_previous_token_score. self: up to max_self_heads other layer-0 heads whose same-token
@@ -77,46 +59,6 @@ def propose_roles(scores: dict, cfg: dict, given: dict | None = None) -> dict:
                 f"set roles.induction, or lower the threshold")
         roles["induction"] = [head_name(1, h) for h in chosen]
     return roles
-
-
-def parse_head(name: Any, role: str, n_layers: int, n_heads: int) -> str:
-    """Check one head name of `role` against the model; ConfigError naming `roles.<role>`."""
-    param = f"roles.{role}"
-    if not isinstance(name, str):
-        # YAML reads an unquoted 0.10 as the float 0.1, losing which head was meant.
-        raise ConfigError(param, f"head names are strings \"L.H\" (quote them in YAML), got {name!r}")
-    try:
-        layer, head = parse_head_name(name)
-    except ValueError as err:
-        raise ConfigError(param, str(err)) from err
-    if layer >= n_layers or head >= n_heads:
-        raise ConfigError(param, f"{name} does not exist: the model has {n_layers} layers of {n_heads} heads")
-    if layer != ROLE_LAYER[role]:
-        raise ConfigError(param, f"{name} is in layer {layer}; {role} heads are in layer {ROLE_LAYER[role]}")
-    return head_name(layer, head)  # canonical form: "0.01" → "0.1"
-
-
-def validate_roles(roles: dict, n_layers: int, n_heads: int) -> dict:
-    """Roles with every head checked and canonical; null roles stay null."""
-    out: dict = {}
-    for role in ROLES:
-        value = roles.get(role)
-        if value is None:
-            out[role] = None
-        elif role == "prev":
-            out[role] = parse_head(value, role, n_layers, n_heads)
-        else:
-            if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"roles.{role}", f"must be a list of head names or null, got {value!r}")
-            heads = [parse_head(v, role, n_layers, n_heads) for v in value]
-            if len(set(heads)) != len(heads):
-                raise ConfigError(f"roles.{role}", f"lists a head twice: {heads}")
-            out[role] = heads
-    if out["induction"] is not None and not out["induction"]:
-        raise ConfigError("roles.induction", "is empty: the hypotheses need at least one induction head")
-    if out["prev"] is not None and out["prev"] in (out["self"] or []):
-        raise ConfigError("roles.self", f"{out['prev']} is also roles.prev; a head has one role")
-    return out
 
 
 def resolve_roles(config_roles: dict | None, propose_fn: Callable[[dict], dict], model_cfg) -> dict:

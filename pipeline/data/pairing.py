@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.stage import ConfigError
+from pipeline.errors import ConfigError
 
 
 def pair_sequences(n: int, seed: int) -> np.ndarray:

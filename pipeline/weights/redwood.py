@@ -1,14 +1,12 @@
-"""Reading and writing model weights.
+"""Redwood's redwood_attn_2l, or any TransformerLens attention-only shortformer checkpoint: from the
+hub, a local snapshot folder or a local file, into this pipeline's model.
 
-Our format: {"config": ModelConfig fields, "state_dict": ...}. Redwood's redwood_attn_2l is a
-TransformerLens checkpoint: a state dict with TransformerLens key names (embed.W_E,
-pos_embed.W_pos, blocks.L.attn.W_Q, unembed.W_U, ...), which map one to one onto ours, beside a
-config.json of HookedTransformerConfig fields. Files from outside are untrusted: weights_only=True.
-
-Which file of a hub repo is the checkpoint follows TransformerLens 3.9.0
-(loading_from_pretrained.get_pretrained_state_dict, the branch for NeelNanda/ and ArthurConmy/
-repos): list the repo's files and take the one whose name ends in `final.pth`; the architecture
-comes from the repo's config.json (convert_neel_model_config).
+The checkpoint is a state dict with TransformerLens key names (embed.W_E, pos_embed.W_pos,
+blocks.L.attn.W_Q, unembed.W_U, ...), which map one to one onto ours, beside a config.json of
+HookedTransformerConfig fields. Which file of a hub repo is the checkpoint follows TransformerLens
+3.9.0 (loading_from_pretrained.get_pretrained_state_dict, the branch for NeelNanda/ and
+ArthurConmy/ repos): list the repo's files and take the one whose name ends in `final.pth`; the
+architecture comes from the repo's config.json (convert_neel_model_config).
 """
 from __future__ import annotations
 
@@ -18,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.hub import MissingDownload, looks_like_path, repo_files
+from pipeline.errors import ConfigError, MissingDownload
+from pipeline.fetch.hub import CHECKPOINT_LOCAL_HINT, CONFIG_FILE, FINAL_SUFFIX, looks_like_path, repo_files
 from pipeline.model import AttnOnlyTransformer, ModelConfig
-from pipeline.stage import ConfigError
+from pipeline.weights.checkpoint import build_from_state, torch_load
 
 # TransformerLens name → our name (per-layer names are the same under blocks.L).
 _TL_RENAMES = {
@@ -29,56 +28,6 @@ _TL_RENAMES = {
     "unembed.W_U": "W_U",
     "unembed.b_U": "b_U",
 }
-FINAL_SUFFIX = "final.pth"  # TransformerLens' rule for the checkpoint file of such repos
-CONFIG_FILE = "config.json"
-LOCAL_HINT = "path/to/snapshot_folder_or_checkpoint.pth"
-
-
-def save_checkpoint(model: AttnOnlyTransformer, path: Path | str) -> None:
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    torch.save({"config": model.cfg.to_dict(), "state_dict": state}, path)
-
-
-def _torch_load(path: Path, param: str) -> dict:
-    if not path.exists():
-        raise ConfigError(param, f"{path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        # torch's own message suggests weights_only=False, i.e. running the file's code: never.
-        raise ConfigError(param, f"{path} is not a readable checkpoint (not a torch file, or it holds "
-                                 f"objects other than tensors)") from err
-    if not isinstance(obj, dict):
-        raise ConfigError(param, f"{path} holds a {type(obj).__name__}, not a state dict")
-    return obj
-
-
-def build_from_state(state: dict, cfg: ModelConfig, param: str, source: str) -> AttnOnlyTransformer:
-    """A model of `cfg` holding `state`; any missing, extra or misshapen tensor is a ConfigError."""
-    model = AttnOnlyTransformer(cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        raise ConfigError(param, f"{source}: missing weights {missing[:5]}, unexpected {extra[:5]}")
-    for name, tensor in expected.items():
-        if not torch.is_tensor(state[name]):
-            raise ConfigError(param, f"{source}: {name} is a {type(state[name]).__name__}, not a tensor")
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise ConfigError(param, f"{source}: {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
-
-
-def load_checkpoint(path: Path | str, param: str = "model.file") -> AttnOnlyTransformer:
-    obj = _torch_load(Path(path), param)
-    if "config" not in obj or "state_dict" not in obj:
-        raise ConfigError(param, f"{path} is not a checkpoint of this pipeline (no config/state_dict)")
-    try:
-        cfg = ModelConfig(**obj["config"])
-    except TypeError as err:
-        raise ConfigError(param, f"{path} has a bad config: {err}") from err
-    return build_from_state(obj["state_dict"], cfg, param, str(path))
 
 
 def _tl_tensors(state: dict) -> dict:
@@ -165,7 +114,7 @@ def _read_config(path: Path, param: str) -> dict:
     return cfg
 
 
-def pick_checkpoint(names: list[str], filename: str | None, where: str, param: str = "model.repo") -> str | None:
+def pick_checkpoint(names: list[str], filename: str | None) -> str | None:
     """The checkpoint among a repo's files: `filename` if given (model.filename), else the first
     name ending in final.pth, as TransformerLens picks it. None when there is none."""
     if filename:
@@ -184,7 +133,7 @@ def resolve_redwood(repo: str, filename: str | None = None) -> tuple[Path, Path 
         return path, config if config.exists() else None
     if path.is_dir():
         names = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
-        name = pick_checkpoint(names, filename, str(path))
+        name = pick_checkpoint(names, filename)
         if name is None:
             raise ConfigError("model.filename" if filename else param,
                               f"{path} holds no {filename or '*' + FINAL_SUFFIX} checkpoint")
@@ -194,14 +143,14 @@ def resolve_redwood(repo: str, filename: str | None = None) -> tuple[Path, Path 
     if looks_like_path(repo):
         raise ConfigError(param, f"{repo} does not exist")
     wanted = f"{filename or '*' + FINAL_SUFFIX} and {CONFIG_FILE}"
-    names, fetch, listed_online = repo_files(repo, param, wanted, LOCAL_HINT)
-    name = pick_checkpoint(names, filename, repo)
+    names, fetch, listed_online = repo_files(repo, param, wanted, CHECKPOINT_LOCAL_HINT)
+    name = pick_checkpoint(names, filename)
     missing = [w for w, ok in ((filename or "*" + FINAL_SUFFIX, name), (CONFIG_FILE, CONFIG_FILE in names)) if not ok]
     if missing:
         if not listed_online:  # the cached snapshot lacks them: they were never fetched
             raise MissingDownload(param, f"could not fetch {' and '.join(missing)} from {repo} (the hub cannot be "
                                          f"reached and the cached snapshot lacks them); give a local copy "
-                                         f"instead: -S {param}={LOCAL_HINT}")
+                                         f"instead: -S {param}={CHECKPOINT_LOCAL_HINT}")
         raise ConfigError("model.filename" if filename and name is None else param,
                           f"{repo} has no {' and no '.join(missing)}")
     return fetch(name), fetch(CONFIG_FILE)
@@ -212,7 +161,7 @@ def load_redwood(repo_or_path: str, filename: str | None = None) -> AttnOnlyTran
     a local snapshot folder or a local file. A file without a config.json beside it has its
     architecture read off the tensor shapes."""
     ckpt, config = resolve_redwood(repo_or_path, filename)
-    state = _torch_load(ckpt, "model.repo")
+    state = torch_load(ckpt, "model.repo")
     if config is None:
         return from_transformer_lens(state, str(ckpt))
     cfg = config_from_tl(_read_config(config, "model.repo"), str(config))

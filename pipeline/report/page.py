@@ -34,9 +34,9 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import paths
+from pipeline.config.heads import head_name
+from pipeline.config.hypothesis import INPUTS, MASKS, Masked, Whole, parse_hypothesis
 from pipeline.paths import ModelPaths
-from pipeline.roles import head_name
-from pipeline.scrub.hypothesis import INPUTS, MASKS, Masked, Whole, parse_hypothesis
 
 PARTS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
 TOP_ROWS = 8  # rows of each part's per-token table on the page; the CSV has all of them

@@ -1,12 +1,12 @@
 """The schema of params.yaml: every key's type and range, and the checks that span sections.
 
-It runs when conf/ is composed, in whichever process composes it: `python -m pipeline.params`
+It runs when conf/ is composed, in whichever process composes it: `python -m pipeline.config`
 and `dvc exp run -S` both call DVC's `compose_and_dump`, which loads the Hydra plugins of the
 repository (hydra_plugins/pipeline_checks.py imports this module) and then resolves the
 composed config; conf/config.yaml's last key, `checked: ${pipeline.check:}`, makes that
 resolution call `check` on the whole tree. A bad value stops the composition with one line
 naming the key, before params.yaml is written and before any stage runs. Every stage checks
-params.yaml again when it loads it (pipeline.stage.load_params), for hand-edited files.
+params.yaml again when it loads it (pipeline.outputs.load_params), for hand-edited files.
 
 Where to extend: a new key of a section is one line in its `Map`; a new option of a config group
 (conf/data/*.yaml, conf/tokenizer/*.yaml, conf/model/*.yaml) is one entry in DATA, TOKENIZERS
@@ -14,34 +14,12 @@ or MODELS, keyed by the option's `source` / `kind` value.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any, Iterable
 
-from pipeline.roles import validate_roles
-from pipeline.stage import ConfigError
+from pipeline.config.heads import validate_roles
+from pipeline.config.hypothesis import Masked, check_heads, parse_hypothesis
+from pipeline.errors import ConfigError
 
-
-def _hypothesis_module():
-    """pipeline/scrub/hypothesis.py, loaded as a private copy: `import pipeline.scrub.hypothesis`
-    would run pipeline/scrub/__init__.py, which imports the engine and so torch, seconds at every
-    composition (in DVC's process too) for a parser that needs none of it. The copy's classes
-    (Masked, ...) are used only here; its errors are pipeline.stage.ConfigError, shared."""
-    if "pipeline.scrub.hypothesis" in sys.modules:  # already paid for (a stage): use it
-        return sys.modules["pipeline.scrub.hypothesis"]
-    name = f"{__name__}._hypothesis"
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "scrub" / "hypothesis.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-_hypothesis = _hypothesis_module()
-Masked, check_heads, parse_hypothesis = _hypothesis.Masked, _hypothesis.check_heads, _hypothesis.parse_hypothesis
-
-RESOLVER = "pipeline.check"
 PARTS = ("q", "k", "v", "all")  # pipeline.scrub.engine.PARTS (not imported: that module loads torch)
 MISSING = "???"  # Hydra's mandatory value: conf/ leaves it for the user to give with -S
 
@@ -247,7 +225,7 @@ TRAIN = Map({
     "private_seed_dims": Bool(),
     "short_steps": Int(min=0), "short_len": COUNT, "alphabet_start": Int(min=1, null=True),
     "grow_steps": Int(min=0), "bf16": Bool(), "eval_every": COUNT,
-}, optional=("betas", "grad_clip", "position_scale", "private_seed_dims"))  # pipeline.train.TrainConfig has defaults for these
+}, optional=("betas", "grad_clip", "position_scale", "private_seed_dims"))  # pipeline.weights.train.TrainConfig has defaults for these
 
 # One entry per option of conf/model/, keyed by its `source`.
 MODELS = {
@@ -368,14 +346,14 @@ def check_sweep(sweep: dict, n_offsets: int, n_heads: int) -> None:
 
 def check_trained(model: dict) -> None:
     """The architecture and training keys of source=trained against each other (as
-    pipeline.train and pipeline.stages.model would find them, but before anything runs)."""
+    pipeline.weights.train and pipeline.stages.model would find them, but before anything runs)."""
     train = model["train"]
     if model["n_heads"] * model["d_head"] != model["d_model"]:
         raise ConfigError("model.d_head", f"n_heads·d_head = {model['n_heads'] * model['d_head']} ≠ d_model = {model['d_model']}")
     low, high = train["repeat_span"]
     if low > high:
         raise ConfigError("model.train.repeat_span", f"[{low}, {high}]: the first is the shortest span")
-    # pipeline.train shortens a span to half the row, down to repeat_span[0] but not below it
+    # pipeline.weights.train shortens a span to half the row, down to repeat_span[0] but not below it
     if 2 * low > model["n_ctx"]:
         raise ConfigError("model.train.repeat_span", f"a span of {low} twice does not fit model.n_ctx={model['n_ctx']}")
     if train["short_steps"] and not 2 * low <= train["short_len"] <= model["n_ctx"]:
@@ -383,70 +361,3 @@ def check_trained(model: dict) -> None:
                                                    f"model.n_ctx={model['n_ctx']}]")
     if train["seed_prev_head"] and train["positions"] != "sinusoidal":
         raise ConfigError("model.train.seed_prev_head", "needs model.train.positions=sinusoidal")
-
-
-# ---- the composition hook ---------------------------------------------------------------------
-
-try:  # DVC prints its own exceptions as one line, "ERROR: <message>", other ones with a banner
-    from dvc.exceptions import DvcException as _Base
-except ImportError:  # composing without DVC installed (only Hydra)
-    _Base = Exception
-from omegaconf.errors import InterpolationResolutionError
-
-
-class CompositionError(InterpolationResolutionError, _Base):
-    """A ConfigError (or one of Hydra's, made one line) met while composing conf/. Raised from
-    the `checked` key's resolver, it must be an InterpolationResolutionError for OmegaConf to pass
-    it on unwrapped; DVC prints a DvcException as one line, `ERROR: <message>`, where other errors
-    get a banner."""
-
-    def __init__(self, err: ConfigError | str):
-        message = str(err)
-        InterpolationResolutionError.__init__(self, message)
-        if _Base is not Exception:
-            _Base.__init__(self, message)
-        self.msg, self.param = message, getattr(err, "param", None)
-
-    def __str__(self) -> str:
-        return self.msg
-
-
-def _resolve(*, _root_: Any) -> bool:
-    from omegaconf import OmegaConf
-
-    from pipeline.hub import missing_downloads
-
-    params = OmegaConf.to_container(_root_, resolve=False)
-    try:
-        check(params)
-    except ConfigError as err:
-        raise CompositionError(err) from None
-    # Here, not in the first stage that downloads: `dvc exp run -S` writes params.yaml into the
-    # workspace before running anything and leaves it there when a stage fails.
-    missing = missing_downloads(params)
-    if missing:
-        raise CompositionError("\n".join(missing))
-    return True
-
-
-def check_yaml_files(conf_dir: Path) -> None:
-    """A YAML syntax error in conf/ as one line naming the file: Hydra would raise PyYAML's
-    error from deep in its defaults list (a 60-line traceback)."""
-    import yaml
-
-    from pipeline.stage import one_line_yaml_error
-
-    for path in sorted(conf_dir.rglob("*.yaml")):
-        try:
-            yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            name = path.relative_to(conf_dir.parent) if conf_dir.is_absolute() else path
-            raise ConfigError(str(name), f"is not valid YAML: {one_line_yaml_error(err)}") from None
-
-
-def register() -> None:
-    """Make `${pipeline.check:}` known to OmegaConf; idempotent (Hydra's plugin scan may run a
-    plugin module twice)."""
-    from omegaconf import OmegaConf
-
-    OmegaConf.register_new_resolver(RESOLVER, _resolve, replace=True)

