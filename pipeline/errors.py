@@ -8,7 +8,7 @@ class ConfigError(Exception):
 
     def __init__(self, param: str, message: str):
         super().__init__(f"{param}: {message}")
-        self.param = param
+        self.param, self.message = param, message
 
 
 class MissingDownload(ConfigError):

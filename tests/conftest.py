@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
 from pipeline.data.sequences import load_sequences
 from pipeline.weights.checkpoint import load_checkpoint
+from tests.helpers import ROOT
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parent.parent
 SEQUENCES = ROOT / "data/tokens/sequences.parquet"
 ROLES = ROOT / "data/heads/seed0/roles.json"
 

@@ -2,7 +2,6 @@
 stage writes for it (pipeline/stages/scrub.py)."""
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,8 +15,7 @@ from pipeline.data.tokenizer import train_bpe
 from pipeline.scrub.inputs import resampler_classes
 from pipeline.scrub.resample import classify_positions, resolve_rules
 from pipeline.stages.scrub import positions_frame
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 @pytest.fixture

@@ -1,10 +1,7 @@
 """pipeline.data.pairing: a seeded derangement, and the stage on a scratch project."""
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +10,8 @@ import yaml
 
 from pipeline.data.pairing import pair_sequences
 from pipeline.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+from tests.helpers.shell import one_thread, sh
 
 
 @pytest.mark.parametrize("n", [2, 3, 7, 1230])
@@ -52,6 +49,7 @@ def test_bad_seed(seed):
     assert err.value.param == "pairing.seed"
 
 
+@pytest.mark.e2e
 def test_stage(tmp_path):
     (tmp_path / "data/tokens").mkdir(parents=True)
     # seq_ids that are not row numbers: the output must map partners through them.
@@ -59,8 +57,8 @@ def test_stage(tmp_path):
     pd.DataFrame({"seq_id": seq_ids, "doc_id": ["d"] * 5, "offset": range(5),
                   "tokens": [np.array([0, 2, 3])] * 5}).to_parquet(tmp_path / "data/tokens/sequences.parquet", index=False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"pairing": {"seed": 7}}))
-    result = subprocess.run([sys.executable, "-m", "pipeline.stages.pairing"], cwd=tmp_path, capture_output=True,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    result = sh(sys.executable, "-m", "pipeline.stages.pairing", cwd=tmp_path, env=one_thread(PYTHONPATH=str(ROOT)),
+                check=False)
     assert result.returncode == 0, result.stderr
     pairing = pd.read_parquet(tmp_path / "data/pairing/pairing.parquet")
     assert list(pairing.columns) == ["seq_id", "other_seq_id"]

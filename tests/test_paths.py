@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from pipeline import paths
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [0, 1]
 
 

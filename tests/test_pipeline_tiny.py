@@ -5,35 +5,29 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from shell import sh
 
 from pipeline.analysis.breakdown import COLUMNS as BREAKDOWN_COLUMNS
 from pipeline.config.hypothesis import parse_hypothesis
 from pipeline.data.sequences import load_sequences
 from pipeline.paths import ModelPaths
 from pipeline.scrub.inputs import resampler_classes
+from tests.helpers.project import scratch_project
+from tests.helpers.shell import sh
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    work = tmp_path_factory.mktemp("tiny")
-    for name in ("pipeline", "conf"):
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", work / "dvc.yaml")
-    brown = ROOT / "data/external/brown"
-    if brown.exists():  # spare the network a second download of the corpus
-        shutil.copytree(brown, work / "data/external/brown")
+    work = scratch_project(tmp_path_factory.mktemp("tiny"), dvc=True, with_data=["data/external/brown"])
     sh("dvc", "init", "--no-scm", "-q", cwd=work)
-    sh(sys.executable, "-m", "pipeline.config.compose", "preset=tiny", "seeds=[0,1]", cwd=work)
+    sh(sys.executable, "-m", "pipeline.config", "preset=tiny", "seeds=[0,1]", cwd=work)
     run = sh("dvc", "repro", cwd=work)
     return work, run.stdout + run.stderr
 

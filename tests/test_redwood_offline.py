@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
-from redwood_hub import copy_project
-from shell import sh
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+from tests.helpers.project import scratch_project
+from tests.helpers.shell import sh
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("offline")
-    work = tmp / "project"
-    copy_project(ROOT, work)
-    for name in ("params.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, work / name)
+    work = scratch_project(tmp / "project", dvc=True, extra=["params.yaml", ".gitignore"])
     # A committed model and token outputs, as in the real repository: they must survive.
     (work / "data/model/seed0").mkdir(parents=True)
     (work / "data/model/seed0/model.pt").write_bytes(b"the committed default model")
@@ -62,7 +60,7 @@ def test_plain_repro_of_redwood_params_lists_the_same_lines(clone):
     """A params.yaml that asks for downloads, run with `dvc repro` (no composition): the corpus
     stage lists every missing piece, one `error:` line each, and writes nothing."""
     work, env = clone
-    sh("python", "-m", "pipeline.config.compose", "preset=redwood", "checked=true", cwd=work, env=env)
+    sh("python", "-m", "pipeline.config", "preset=redwood", "checked=true", cwd=work, env=env)
     try:
         run = sh("dvc", "repro", cwd=work, env=env, check=False)
         out = run.stdout + run.stderr

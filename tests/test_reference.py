@@ -9,8 +9,6 @@ z − Σ diagonal terms. Both read the hypotheses of docs/hypotheses.md through 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -21,8 +19,8 @@ from benchmarks.tl_hooks import tl_scrub_losses, to_hooked_transformer
 from pipeline.config.hypothesis import parse_hypothesis
 from pipeline.scrub.engine import build_cache, scrub_losses
 from pipeline.scrub.resample import classify_positions, draw_matching, resolve_rules
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 HYPOTHESES = sorted(p.stem for p in (ROOT / "conf/hypothesis").glob("*.yaml"))
 # Roles chosen so that every role is non-empty and differs from the model's own (below), whatever
 # heads the committed model's training made.

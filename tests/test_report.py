@@ -1,4 +1,5 @@
-"""The report stage and its review page (reports/index.html, pipeline/report/page.py).
+"""The report stage and its review page (reports/index.html, pipeline/report/page.py and its
+templates), its tables (pipeline/report/results.py) and figures (pipeline/report/summary.py).
 
 The stage runs in a scratch folder on the repository's composed params and fake inputs that
 follow the file contracts (metrics.json, breakdown.csv, sweep.csv, views.json, train_log.json),
@@ -23,9 +24,11 @@ import yaml
 
 from pipeline import paths
 from pipeline.errors import ConfigError
+from pipeline.report.results import by_model_table, headline_table
+from pipeline.report.summary import recovered_chart, recovered_figure, training_figure
 from pipeline.stages import report
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("q", "k", "v", "all")
 PART_LABELS = {"q": "Q", "k": "K", "v": "V", "all": "All"}
 
@@ -393,7 +396,7 @@ def test_loaded_model_takes_its_head_count_from_the_scores(tmp_path, monkeypatch
     """model=redwood / file params carry no n_heads: the heads stage's scores give it (one per
     head); without them the tables show the YAML's entries and say why."""
     params = copy.deepcopy(PARAMS)
-    params["model"] = {"source": "redwood", "dir": "data/model/redwood"}
+    params["model"] = {"source": "redwood", "dir": "data/model/redwood", "repo": "ArthurConmy/redwood_attn_2l"}
     loaded = paths.models(params)[0]
     root = make_root(tmp_path / "a", params)
     assert "every layer-0 head (0.0 – 0.7)" in hypothesis_rows(run_report(root, monkeypatch), "baseline")
@@ -548,21 +551,21 @@ def frames(values: dict[int, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
         "hypothesis": "h", "original_loss": 3.0, "baseline_loss": 4.0,
         **{p: {"recovered": r, "ci_low": r + 2 if p == "q" else r - 10, "ci_high": r + 10, "loss": 3.5} for p in PARTS}}]
         for seed, r in values.items()}
-    by_model = report.by_model_table(collected, {})
-    return report.headline_table(by_model), by_model
+    by_model = by_model_table(collected, {})
+    return headline_table(by_model), by_model
 
 
 def test_chart_of_a_point_outside_its_interval(tmp_path):
     """One model, whose Q interval lies above its value: no whisker below, not a negative one."""
     headline, by_model = frames({0: 50.0})
-    report.chart(headline, by_model, tmp_path / "recovered.png")
+    recovered_chart(headline, by_model, tmp_path / "recovered.png")
     assert (tmp_path / "recovered.png").stat().st_size > 1000
 
 
 def test_chart_marks_each_model_on_its_bar():
     dots = lambda fig: [c for c in fig.axes[0].collections if c.get_label() == "each model"]  # noqa: E731
     headline, by_model = frames({0: 40.0, 1: 60.0, 2: 65.0})
-    fig = report.recovered_figure(headline, by_model)
+    fig = recovered_figure(headline, by_model)
     (collection,) = dots(fig)
     # 3 models per part; the Q part's dots, each model's value
     ys = sorted(y for x, y in collection.get_offsets())
@@ -570,13 +573,13 @@ def test_chart_marks_each_model_on_its_bar():
     bars = [p.get_height() for p in fig.axes[0].patches]
     assert bars == pytest.approx([55.0] * 4)
     assert "min–max" in fig.axes[0].get_title()
-    one = report.recovered_figure(*frames({0: 40.0}))
+    one = recovered_figure(*frames({0: 40.0}))
     assert dots(one) == [] and "bootstrap" in one.axes[0].get_title()
 
 
 def test_training_figure_draws_every_model():
     log = [{"step": 100 * (i + 1), "train_loss": 5 - i, "induction": 0.1 * i} for i in range(3)]
-    fig = report.training_figure({"seed0": log, "seed1": [dict(r, train_loss=r["train_loss"] + 1) for r in log]})
+    fig = training_figure({"seed0": log, "seed1": [dict(r, train_loss=r["train_loss"] + 1) for r in log]})
     lines = fig.axes[0].get_lines()
     assert len(lines) == 2 and lines[0].get_linestyle() != lines[1].get_linestyle()
     # the panel's legend names the measurement, the figure's the models by their line styles
@@ -585,5 +588,5 @@ def test_training_figure_draws_every_model():
     assert [t.get_text() for t in styles.get_texts()] == ["seed0", "seed1"]
     assert [h.get_linestyle() for h in styles.legend_handles] == [line.get_linestyle() for line in lines]
     assert list(lines[1].get_ydata()) == [6, 5, 4]
-    empty = report.training_figure({"seed0": []})
+    empty = training_figure({"seed0": []})
     assert "loaded, not trained" in empty.axes[0].texts[0].get_text()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +17,13 @@ from pipeline.data.tokenizer import train_bpe
 from pipeline.errors import ConfigError
 from pipeline.model import AttnOnlyTransformer, ModelConfig
 from pipeline.weights.checkpoint import save_checkpoint
+from tests.helpers import ROOT
+from tests.helpers.shell import one_thread, sh
 
 CFG = {"min_previous_token_score": 0.3, "min_same_token_score": 0.3, "max_self_heads": 3,
        "min_induction_score": 0.1}
 MODEL = ModelConfig(d_vocab=10, n_ctx=16, n_heads=8, n_layers=2)
 NULL = {"prev": None, "self": None, "induction": None}
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def scores(prev0=None, same0=None, induction=None) -> dict:
@@ -149,7 +149,8 @@ def heads_project(tmp: Path, roles: dict) -> Path:
         str(tmp / "data/tokens/tokenizer.json"))
     (tmp / "data/whitelist").mkdir(parents=True)
     pd.DataFrame({"token": np.arange(40), "whitelisted": True}).to_parquet(tmp / "data/whitelist/whitelist.parquet")
-    params = {"seeds": [0], "model": {"dir": "data/model"}, "roles": roles,
+    params = {"seeds": [0], "model": {"source": "file", "dir": "data/model", "file": "data/model/seed0/model.pt"},
+              "roles": roles,
               "heads": {**CFG, "heldout_sequences": 4, "repeat_length": 10, "repeat_sequences": 4,
                         "views": {"max_offset": 4, "window": 16, "seed": 0}}}
     (tmp / "params.yaml").write_text(yaml.safe_dump(params))
@@ -157,10 +158,11 @@ def heads_project(tmp: Path, roles: dict) -> Path:
 
 
 def run_heads(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.stages.heads", "0"], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    return sh(sys.executable, "-m", "pipeline.stages.heads", "0", cwd=cwd, env=one_thread(PYTHONPATH=str(ROOT)),
+              check=False)
 
 
+@pytest.mark.e2e
 def test_heads_stage_with_config_roles(tmp_path):
     roles = {"prev": "0.0", "self": ["0.1"], "induction": ["1.2", "1.3"]}
     project = heads_project(tmp_path, roles)
@@ -171,6 +173,7 @@ def test_heads_stage_with_config_roles(tmp_path):
     assert len(scores["previous_token_score"]) == 2 and len(scores["induction_score"]) == 4
 
 
+@pytest.mark.e2e
 def test_heads_stage_on_a_model_without_a_previous_token_head(tmp_path):
     # A random model attends nowhere in particular: no proposal, one error line, no output.
     project = heads_project(tmp_path, dict(NULL))

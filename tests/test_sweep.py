@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import copy
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from shell import sh
 
 from pipeline.config import schema
 from pipeline.config.hypothesis import parse_hypothesis
@@ -21,8 +19,9 @@ from pipeline.errors import ConfigError
 from pipeline.scrub.engine import build_cache, scrub_losses
 from pipeline.scrub.stats import summarize
 from pipeline.scrub.sweep import COLUMNS, masks, sweep
+from tests.helpers import ROOT
+from tests.helpers.shell import sh
 
-ROOT = Path(__file__).resolve().parent.parent
 REFINED2 = yaml.safe_load((ROOT / "conf/hypothesis/refined2.yaml").read_text())
 ROLES = {"prev": "0.0", "self": [], "induction": ["1.5", "1.4", "1.0", "1.6"]}
 N_OFFSETS = 4
@@ -119,7 +118,7 @@ def test_max_offset_beyond_the_cache_is_one_line_at_composition(tmp_path):
     assert check_error(params_with(max_offset=-1)).param == "sweep.max_offset"
     # through the composition, as `dvc exp run -S` runs it: one line, nothing written
     out = tmp_path / "params.yaml"
-    result = sh(sys.executable, "-m", "pipeline.config.compose", "--output", str(out), f"sweep.max_offset={n_offsets}",
+    result = sh(sys.executable, "-m", "pipeline.config", "--output", str(out), f"sweep.max_offset={n_offsets}",
                 cwd=ROOT, check=False)
     assert result.returncode != 0 and not out.exists()
     lines = result.stderr.strip().splitlines()

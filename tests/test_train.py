@@ -146,7 +146,7 @@ def test_private_seed_dims_keep_the_seeded_head_on_positions_when_they_are_small
 
 def test_training_init_rejects_unknown_positions_and_a_seed_without_sinusoids():
     model = AttnOnlyTransformer(ModelConfig(d_vocab=VOCAB, n_ctx=N_CTX))
-    with pytest.raises(ValueError, match="positions='rope'"):
+    with pytest.raises(ValueError, match="'normal' or 'sinusoidal'.*input_value='rope'"):  # TrainConfig refuses it
         initialise_for_training(model, TrainConfig(positions="rope"))
     with pytest.raises(ValueError, match="seed_prev_head needs positions=sinusoidal"):
         initialise_for_training(model, TrainConfig(seed_prev_head=1.0))

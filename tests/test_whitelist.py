@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -23,8 +22,8 @@ from pipeline.analysis.whitelist import (
     token_stats,
 )
 from pipeline.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+from tests.helpers.shell import one_thread, sh
 
 
 def test_counts_of_earlier_occurrences_by_hand():
@@ -158,7 +157,7 @@ def test_bad_params_name_the_parameter(param, value):
 
 # --- the stage -----------------------------------------------------------------------------------
 
-def scratch_project(tmp: Path, threshold: float) -> Path:
+def whitelist_project(tmp: Path, threshold: float) -> Path:
     """params.yaml and data/tokens/ small enough to read by eye: in document i, 2 is always
     followed by 3 + i, so the bigram p(B|2) is about 1/4 but induction knows B; 7 and 8 are
     random noise between the pairs."""
@@ -177,13 +176,13 @@ def scratch_project(tmp: Path, threshold: float) -> Path:
 
 
 def run_stage_in(cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pipeline.stages.whitelist"], cwd=cwd, capture_output=True,
-                          text=True, env=env)
+    return sh(sys.executable, "-m", "pipeline.stages.whitelist", cwd=cwd, env=one_thread(PYTHONPATH=str(ROOT)),
+              check=False)
 
 
+@pytest.mark.e2e
 def test_stage_writes_the_table_and_summary(tmp_path):
-    project = scratch_project(tmp_path, threshold=0.1)
+    project = whitelist_project(tmp_path, threshold=0.1)
     result = run_stage_in(project)
     assert result.returncode == 0, result.stderr
     table = pd.read_parquet(project / "data/whitelist/whitelist.parquet")
@@ -201,8 +200,9 @@ def test_stage_writes_the_table_and_summary(tmp_path):
     assert summary["count"] == len(kept)
 
 
+@pytest.mark.e2e
 def test_stage_with_nothing_scored_fails_and_writes_nothing(tmp_path):
-    project = scratch_project(tmp_path, threshold=100.0)
+    project = whitelist_project(tmp_path, threshold=100.0)
     result = run_stage_in(project)
     assert result.returncode == 2
     assert result.stderr.startswith("error: whitelist.threshold: ")

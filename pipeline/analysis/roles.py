@@ -82,3 +82,12 @@ def resolve_roles(config_roles: dict | None, propose_fn: Callable[[dict], dict],
         # The proposal may not override what config settled.
         roles.update({role: value for role, value in given.items() if value is not None})
     return {"prev": roles["prev"], "self": list(roles["self"]), "induction": list(roles["induction"])}
+
+
+def role_heads(roles: dict) -> list[tuple[str, str]]:
+    """(head, role) of every role head of `roles` (roles.json), in the order prev, self, induction."""
+    out = []
+    for role in ROLES:
+        given = roles.get(role)
+        out += [(head, role) for head in ([given] if isinstance(given, str) else given or [])]
+    return out

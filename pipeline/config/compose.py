@@ -49,14 +49,13 @@ class CompositionError(InterpolationResolutionError, _Base):
 def _resolve(*, _root_: Any) -> bool:
     from omegaconf import OmegaConf
 
-    params = OmegaConf.to_container(_root_, resolve=False)
     try:
-        schema.check(params)
+        params = schema.check(OmegaConf.to_container(_root_, resolve=False))
     except ConfigError as err:
         raise CompositionError(err) from None
     # Here, not in the first stage that downloads: `dvc exp run -S` writes params.yaml into the
     # workspace before running anything and leaves it there when a stage fails.
-    missing = missing_downloads(params)
+    missing = missing_downloads(params.model_dump(by_alias=True))
     if missing:
         raise CompositionError("\n".join(missing))
     return True
@@ -137,7 +136,3 @@ def one_line(message: str) -> str:
     for part in parts:
         out += (" " if out.endswith(".") else "; ") + part if out else part
     return out
-
-
-if __name__ == "__main__":
-    sys.exit(main())

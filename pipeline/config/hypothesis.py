@@ -16,11 +16,34 @@ the layer-1 input comes from (docs/hypotheses.md):
 A *source* is `clean` (the sequence itself, the writeup's emb), `other` (its fixed partner,
 emb2) or the name of a resampler declared under `resample:` (a sequence drawn per position
 among those in the same class, e.g. bonus 5's typicality).
+
+The pydantic models below are both the file's form and what the scrub engine reads. Their JSON
+Schema is docs/hypothesis.schema.json (`python -m pipeline.config.hypothesis` writes it), for an
+editor to check a hypothesis file while it is written.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
+from annotated_types import MinLen
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from pipeline.config.base import Section, Seed, Text, config_error, invalid, join
 from pipeline.config.heads import ROLE_LAYER, parse_head_name
 from pipeline.errors import ConfigError
 
@@ -29,38 +52,104 @@ MASKS = {"cur": (0,), "prev": (1,), "last3": (0, 1, 2)}
 INPUTS = ("q", "k", "v")
 # The roles a hypothesis may name: those of layer-0 heads (pipeline.analysis.roles has every role).
 ROLES = tuple(role for role, layer in ROLE_LAYER.items() if layer == 0)
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "hypothesis.schema.json"
+
+Source = Annotated[Text, Field(description="clean, other or the name of a resampler of `resample`")]
 
 
-@dataclass(frozen=True)
-class Whole:
-    """The head's output from one source: out_j^S."""
-    source: str
+def mask_offsets(mask: Any) -> tuple[int, ...]:
+    """A mask's relative offsets (0: the current position, 1: the previous one, ...)."""
+    offsets = MASKS.get(mask) if isinstance(mask, str) else mask
+    # bool is an int to Python: `[true]` must not pass as offset 1
+    if (not isinstance(offsets, (list, tuple)) or not offsets
+            or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)):
+        raise PydanticCustomError("mask", "{mask}: use one of cur, last3, prev or a list of offsets ≥ 0 such as "
+                                          "[0, 1]", {"mask": repr(mask)})
+    return tuple(sorted(set(offsets)))
 
 
-@dataclass(frozen=True)
-class Masked:
+Mask = Annotated[tuple[int, ...], BeforeValidator(mask_offsets), WithJsonSchema({
+    "description": "the key positions, as offsets back from the query: cur (0), prev (1), last3 (0, 1, 2) or a list",
+    "anyOf": [{"enum": sorted(MASKS)}, {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}]})]
+
+
+class Whole(RootModel[Source]):
+    """The head's output from one source: out_j^S. Written as the source's name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @property
+    def source(self) -> str:
+        return self.root
+
+    def named_sources(self) -> dict[str, str]:
+        return {"": self.root}
+
+
+class Inside(Section):
+    pattern: Source
+    values: Source
+
+
+class Masked(Section):
     """Inside the relative-position mask: pattern from `pattern`, values from `values`; outside:
     pattern and values both from `outside`."""
-    offsets: tuple[int, ...]
-    pattern: str
-    values: str
-    outside: str
+    mask: Mask
+    inside: Inside
+    outside: Source
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        return self.mask
+
+    @property
+    def pattern(self) -> str:
+        return self.inside.pattern
+
+    @property
+    def values(self) -> str:
+        return self.inside.values
+
+    def named_sources(self) -> dict[str, str]:
+        return {".inside.pattern": self.pattern, ".inside.values": self.values, ".outside": self.outside}
 
 
-@dataclass(frozen=True)
-class Residual:
+class Residual(Section):
     """out_j = I_j^identity + (out_j^rest - I_j^rest), I_j the output under identity attention."""
-    identity: str
-    rest: str
+    rewrite: Literal["residual"]
+    identity: Source
+    rest: Source
+
+    def named_sources(self) -> dict[str, str]:
+        return {".identity": self.identity, ".rest": self.rest}
 
 
-HeadSpec = Whole | Masked | Residual
+def _head_kind(value: Any) -> str | None:
+    if isinstance(value, (str, Whole)):
+        return "whole"
+    if isinstance(value, dict):
+        return "residual" if "rewrite" in value else "masked" if "mask" in value else None
+    return {Masked: "masked", Residual: "residual"}.get(type(value))
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    embedding: str
-    heads: dict[str, HeadSpec]   # keys: "all", role names, head names "0.H"
+HeadSpec = Annotated[
+    Annotated[Whole, Tag("whole")] | Annotated[Masked, Tag("masked")] | Annotated[Residual, Tag("residual")],
+    Discriminator(_head_kind, custom_error_type="head_spec",
+                  custom_error_message="a source name or a mapping: mask, inside, outside (a masked split) or "
+                                       "rewrite, identity, rest (the residual rewrite)")]
+
+
+class InputSpec(Section):
+    embedding: Source
+    # keys: "all", role names, head names "0.H" (checked against the model by check_heads)
+    heads: dict[str, HeadSpec] = Field(json_schema_extra={"propertyNames": {"pattern": r"^(all|prev|self|0\.[0-9]+)$"},
+                                                          "required": ["all"]})
+
+    @model_validator(mode="after")
+    def _has_all(self) -> InputSpec:
+        if "all" not in self.heads:
+            raise invalid("heads.all", "missing: the default for heads not named otherwise")
+        return self
 
     def for_head(self, head: str, roles: dict) -> HeadSpec:
         if head in self.heads:
@@ -72,139 +161,73 @@ class InputSpec:
         return self.heads["all"]
 
 
-@dataclass(frozen=True)
-class Resampler:
+Rule = Literal["previous_token", "current_token", "previous_token_piece_of", "current_token_piece_of"]
+
+
+class Resampler(Section):
     """Draw, for each position t, a sequence whose position t has the same class. `classes`
     maps class name → rules; a position takes the first class whose rules match, else the
     class `other`. Rules: previous_token / current_token (token strings), and
     previous_token_piece_of / current_token_piece_of (strings whose every token counts)."""
-    classes: dict[str, dict[str, list[str]]]
-    seed: int = 0
+    classes: Annotated[dict[str, dict[Rule, list[Text]]], MinLen(1)]
+    seed: Seed = 0
 
 
-RULES = ("previous_token", "current_token", "previous_token_piece_of", "current_token_piece_of")
+class Hypothesis(Section):
+    name: Text | None = Field(None, description="the name the report shows; the key of `hypotheses` if not given")
+    resamplers: dict[str, Resampler] = Field(default_factory=dict, alias="resample")
+    q: InputSpec
+    k: InputSpec
+    v: InputSpec
 
+    @model_validator(mode="after")
+    def _known_sources(self) -> Hypothesis:
+        for name in self.resamplers:
+            if name in FIXED_SOURCES:
+                raise invalid(f"resample.{name}", "clean and other are reserved source names")
+        known = set(FIXED_SOURCES) | set(self.resamplers)
+        for part, spec in self.inputs.items():
+            named = {f"{part}.embedding": spec.embedding}
+            for head, head_spec in spec.heads.items():
+                named |= {f"{part}.heads.{head}{at}": source for at, source in head_spec.named_sources().items()}
+            for at, source in named.items():
+                if source not in known:
+                    raise invalid(at, f"unknown source {source!r}; use one of {sorted(known)}")
+        return self
 
-@dataclass(frozen=True)
-class Hypothesis:
-    name: str
-    inputs: dict[str, InputSpec]
-    resamplers: dict[str, Resampler] = field(default_factory=dict)
+    @property
+    def inputs(self) -> dict[str, InputSpec]:
+        return {"q": self.q, "k": self.k, "v": self.v}
 
     def sources(self) -> set[str]:
-        used = set()
-        for spec in self.inputs.values():
-            used.add(spec.embedding)
-            for head in spec.heads.values():
-                if isinstance(head, Whole):
-                    used.add(head.source)
-                elif isinstance(head, Masked):
-                    used |= {head.pattern, head.values, head.outside}
-                else:
-                    used |= {head.identity, head.rest}
-        return used
+        return {source for spec in self.inputs.values()
+                for source in [spec.embedding] + [s for h in spec.heads.values() for s in h.named_sources().values()]}
 
     def max_offset(self) -> int:
         return max([max(h.offsets) for s in self.inputs.values() for h in s.heads.values()
                     if isinstance(h, Masked)], default=0)
 
 
-def parse_hypothesis(key: str, raw: dict) -> Hypothesis:
+def named(hypotheses: dict[str, Hypothesis]) -> dict[str, Hypothesis]:
+    """`hypotheses` of params.yaml: each named by its key where it gives no name."""
+    return {key: h if h.name is not None else h.model_copy(update={"name": key}) for key, h in hypotheses.items()}
+
+
+Hypotheses = Annotated[dict[str, Hypothesis], AfterValidator(named)]
+
+
+def parse_hypothesis(key: str, raw: Any) -> Hypothesis:
     """conf/hypothesis/<key>.yaml (as composed into params.yaml under hypotheses.<key>) → spec.
     Errors name the offending parameter, e.g. `hypotheses.refined2.q.heads.all.mask`."""
-    where = f"hypotheses.{key}"
-    if not isinstance(raw, dict):
-        raise ConfigError(where, "must be a mapping with q, k and v")
-    known_keys(raw, where, ("name", "resample") + INPUTS)
-    if not isinstance(raw.get("name", key), str):
-        raise ConfigError(f"{where}.name", f"must be a string, got {raw['name']!r}")
-    resample = raw.get("resample") or {}
-    if not isinstance(resample, dict):
-        raise ConfigError(f"{where}.resample", "a mapping of resampler name → {classes, seed}")
-    resamplers = {}
-    for name, r in resample.items():
-        at = f"{where}.resample.{name}"
-        if name in FIXED_SOURCES:
-            raise ConfigError(at, "clean and other are reserved source names")
-        classes = r.get("classes") if isinstance(r, dict) else None
-        if not classes or not isinstance(classes, dict):
-            raise ConfigError(f"{at}.classes", "give at least one class of rules")
-        known_keys(r, at, ("classes", "seed"))
-        seed = r.get("seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"{at}.seed", f"must be an integer ≥ 0, got {seed!r}")
-        for cname, rules in classes.items():
-            if not isinstance(rules, dict):
-                raise ConfigError(f"{at}.classes.{cname}", f"a mapping of rules ({', '.join(RULES)}) to token lists")
-            known_keys(rules, f"{at}.classes.{cname}", RULES)
-            for rule, tokens in rules.items():
-                if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-                    raise ConfigError(f"{at}.classes.{cname}.{rule}", f"must be a list of strings, got {tokens!r}")
-        resamplers[name] = Resampler(classes={c: {k: list(v) for k, v in rules.items()} for c, rules in classes.items()},
-                                     seed=seed)
-    known = set(FIXED_SOURCES) | set(resamplers)
-
-    def source(value, at: str) -> str:
-        if value not in known:
-            raise ConfigError(at, f"unknown source {value!r}; use one of {sorted(known)}")
-        return value
-
-    def head_spec(value, at: str) -> HeadSpec:
-        if isinstance(value, str):
-            return Whole(source(value, at))
-        if not isinstance(value, dict):
-            raise ConfigError(at, "a source name or a mapping (mask/inside/outside, or rewrite)")
-        if "rewrite" in value:
-            known_keys(value, at, ("rewrite", "identity", "rest"))
-            if value["rewrite"] != "residual":
-                raise ConfigError(f"{at}.rewrite", f"only `residual` is known, got {value['rewrite']!r}")
-            return Residual(source(value.get("identity"), f"{at}.identity"), source(value.get("rest"), f"{at}.rest"))
-        if "mask" in value:
-            known_keys(value, at, ("mask", "inside", "outside"))
-            offsets = mask_offsets(value["mask"], f"{at}.mask")
-            inside = value.get("inside") or {}
-            if not isinstance(inside, dict):
-                raise ConfigError(f"{at}.inside", "a mapping {pattern: SOURCE, values: SOURCE}")
-            known_keys(inside, f"{at}.inside", ("pattern", "values"))
-            return Masked(offsets, source(inside.get("pattern"), f"{at}.inside.pattern"),
-                          source(inside.get("values"), f"{at}.inside.values"), source(value.get("outside"), f"{at}.outside"))
-        raise ConfigError(at, "a head spec needs `mask` or `rewrite`")
-
-    inputs = {}
-    for name in INPUTS:
-        spec = raw.get(name)
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}.{name}", "missing: give embedding and heads for each of q, k, v")
-        known_keys(spec, f"{where}.{name}", ("embedding", "heads"))
-        heads = spec.get("heads") or {}
-        if not isinstance(heads, dict):
-            raise ConfigError(f"{where}.{name}.heads", "a mapping of all / role / head name → head spec")
-        if "all" not in heads:
-            raise ConfigError(f"{where}.{name}.heads.all", "missing: the default for heads not named otherwise")
-        inputs[name] = InputSpec(source(spec.get("embedding"), f"{where}.{name}.embedding"),
-                                 {str(h): head_spec(v, f"{where}.{name}.heads.{h}") for h, v in heads.items()})
-    return Hypothesis(raw.get("name", key), inputs, resamplers)
+    try:
+        return named({key: Hypothesis.model_validate(raw)})[key]
+    except ValidationError as err:
+        raise config_error(err, Hypothesis, f"hypotheses.{key}") from None
 
 
-def mask_offsets(mask, at: str) -> tuple[int, ...]:
-    """A mask's relative offsets (0: the current position, 1: the previous one, ...)."""
-    offsets = MASKS.get(mask) if isinstance(mask, str) else mask
-    # bool is an int to Python: `[true]` must not pass as offset 1
-    if (not isinstance(offsets, (list, tuple)) or not offsets
-            or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)):
-        raise ConfigError(at, f"{mask!r}: use one of {', '.join(sorted(MASKS))} or a list of offsets ≥ 0 such as [0, 1]")
-    return tuple(sorted(set(offsets)))
-
-
-def known_keys(value: dict, at: str, known: tuple[str, ...]) -> None:
-    """A misspelt key would otherwise be ignored and its default silently used."""
-    for k in value:
-        if k not in known:
-            raise ConfigError(f"{at}.{k}", f"unknown key; use {', '.join(known)}")
-
-
-def check_heads(hyp: Hypothesis, key: str, n_heads: int) -> None:
-    """Head names in a hypothesis must be layer-0 heads of the model."""
+def check_heads(hyp: Hypothesis, n_heads: int, at: str) -> None:
+    """Head names in a hypothesis (whose parameter is `at`, e.g. hypotheses.refined2) must be
+    layer-0 heads of the model."""
     for name, spec in hyp.inputs.items():
         for head in spec.heads:
             if head in ("all",) + ROLES:
@@ -214,5 +237,17 @@ def check_heads(hyp: Hypothesis, key: str, n_heads: int) -> None:
             except ValueError:
                 layer, index = None, None
             if layer != 0 or index >= n_heads:
-                raise ConfigError(f"hypotheses.{key}.{name}.heads.{head}",
+                raise ConfigError(join(at, f"{name}.heads.{head}"),
                                   f"unknown layer-0 head; use all, {', '.join(ROLES)} or 0.0 … 0.{n_heads - 1}")
+
+
+def json_schema() -> str:
+    """docs/hypothesis.schema.json: the JSON Schema of a hypothesis file."""
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              **Hypothesis.model_json_schema(by_alias=True)}
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":  # python -m pipeline.config.hypothesis: write docs/hypothesis.schema.json
+    SCHEMA_FILE.write_text(json_schema(), encoding="utf-8")
+    print(f"wrote {SCHEMA_FILE}", file=sys.stderr)

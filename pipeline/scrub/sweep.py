@@ -3,14 +3,13 @@ by default) run with every masked layer-0 head spec of Q and K masked by the cum
 {0}, {0,1}, …, {0,…,m} and by each single offset {0}, …, {m}."""
 from __future__ import annotations
 
-import copy
 import time
 
 import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config.hypothesis import Hypothesis, parse_hypothesis
+from pipeline.config.hypothesis import Hypothesis, Masked, parse_hypothesis
 from pipeline.errors import ConfigError
 from pipeline.scrub.engine import Losses, scrub_losses
 from pipeline.scrub.stats import summarize
@@ -28,20 +27,18 @@ def masks(max_offset: int) -> list[tuple[str, tuple[int, ...]]]:
             + [("single", (m,)) for m in range(max_offset + 1)])
 
 
-def variant(form: dict, offsets: tuple[int, ...]) -> Hypothesis:
-    """The form (checked by pipeline.config.schema.check_sweep) with every masked head spec of Q and K
-    masked by `offsets`; V as in the form."""
-    raw = copy.deepcopy(form)
-    for part in PARTS:
-        for spec in raw[part]["heads"].values():
-            if isinstance(spec, dict) and "mask" in spec:
-                spec["mask"] = list(offsets)
-    raw["name"] = f"{form.get('name', 'sweep')} mask {{{','.join(map(str, offsets))}}}"
-    return parse_hypothesis("sweep", raw)
+def variant(form: Hypothesis | dict, offsets: tuple[int, ...]) -> Hypothesis:
+    """The form (checked by pipeline.config.schema.check_sweep; a dict is parsed) with every masked
+    head spec of Q and K masked by `offsets`; V as in the form."""
+    form = form if isinstance(form, Hypothesis) else parse_hypothesis("sweep", form)
+    masked = {part: form.inputs[part].model_copy(update={"heads": {
+        head: spec.model_copy(update={"mask": tuple(sorted(set(offsets)))}) if isinstance(spec, Masked) else spec
+        for head, spec in form.inputs[part].heads.items()}}) for part in PARTS}
+    return form.model_copy(update={**masked, "name": f"{form.name or 'sweep'} mask {{{','.join(map(str, offsets))}}}"})
 
 
-def sweep(model, cache: dict, tokens: np.ndarray, other: np.ndarray, form: dict, roles: dict, scored: np.ndarray,
-          max_offset: int, batch_size: int = 32, bootstrap_samples: int = 1000, seed: int = 0,
+def sweep(model, cache: dict, tokens: np.ndarray, other: np.ndarray, form: Hypothesis | dict, roles: dict,
+          scored: np.ndarray, max_offset: int, batch_size: int = 32, bootstrap_samples: int = 1000, seed: int = 0,
           resampled: dict | None = None, device: str | torch.device = "cpu", quiet: bool = False) -> pd.DataFrame:
     """% loss recovered of Q and of K for every mask of `masks(max_offset)`: a frame of COLUMNS.
 

@@ -15,7 +15,7 @@ import sys
 import pandas as pd
 
 from pipeline import paths
-from pipeline.config.load import load_params, require
+from pipeline.config.load import load_params
 from pipeline.data.sources import (
     TOKEN_SOURCES,
     load_documents,
@@ -29,19 +29,19 @@ from pipeline.outputs import atomic_path, run_stage
 
 def main() -> None:
     params = load_params()
-    data = require(params, "data")
+    data = params.data
     try:
-        if data.get("source") in TOKEN_SOURCES:
-            rows = load_token_rows(data)
+        if data.source in TOKEN_SOURCES:
+            rows = load_token_rows(data.model_dump())
             docs = [(f"row:{i}", row.tolist()) for i, row in enumerate(rows)]
         else:
-            docs = load_documents(data)
+            docs = load_documents(data.model_dump())
     except MissingDownload as err:
-        for line in dict.fromkeys([str(err), *missing_downloads(params)]):
+        for line in dict.fromkeys([str(err), *missing_downloads(params.model_dump(by_alias=True))]):
             print(f"error: {line}", file=sys.stderr)
         sys.exit(2)  # run_stage's status for a ConfigError
-    train, heldout = split_documents(docs, data["heldout_fraction"], data["split_seed"])
-    column = "tokens" if data.get("source") in TOKEN_SOURCES else "text"
+    train, heldout = split_documents(docs, data.heldout_fraction, data.split_seed)
+    column = "tokens" if data.source in TOKEN_SOURCES else "text"
     frame = pd.DataFrame(
         [(doc_id, "train", x) for doc_id, x in train] + [(doc_id, "heldout", x) for doc_id, x in heldout],
         columns=["doc_id", "split", column],

@@ -24,7 +24,8 @@ from pipeline.analysis.scores import (
     induction_measurements,
     repeated_random_tokens,
 )
-from pipeline.config.load import load_params, model_argument, require
+from pipeline.config.load import load_params, model_argument
+from pipeline.config.schema import Trained
 from pipeline.data.sequences import ordinary_ids
 from pipeline.device import resolve_device
 from pipeline.errors import ConfigError
@@ -48,19 +49,11 @@ def training_stream(end_id: int) -> np.ndarray:
     return np.concatenate([np.append(np.asarray(t, dtype=np.int64), end_id) for t in docs])
 
 
-def trained_model(cfg: dict, meta: dict, seed: int,
+def trained_model(cfg: Trained, meta: dict, seed: int,
                   device: torch.device = torch.device("cpu")) -> tuple[AttnOnlyTransformer, list[dict]]:
-    arch = ModelConfig(d_vocab=meta["d_vocab"], n_ctx=cfg["n_ctx"], d_model=cfg["d_model"],
-                       n_heads=cfg["n_heads"], d_head=cfg["d_head"], n_layers=cfg["n_layers"])
-    if arch.n_heads * arch.d_head != arch.d_model:
-        raise ConfigError("model.d_head", f"n_heads·d_head = {arch.n_heads * arch.d_head} ≠ d_model = {arch.d_model}")
-    tcfg = dict(cfg["train"], seed=seed)
-    tcfg["betas"] = tuple(tcfg.get("betas", (0.9, 0.95)))
-    tcfg["repeat_span"] = tuple(tcfg["repeat_span"])
-    try:
-        train_cfg = TrainConfig(**tcfg)
-    except TypeError as err:  # an unknown key
-        raise ConfigError("model.train", str(err)) from err
+    arch = ModelConfig(d_vocab=meta["d_vocab"], n_ctx=cfg.n_ctx, d_model=cfg.d_model,
+                       n_heads=cfg.n_heads, d_head=cfg.d_head, n_layers=cfg.n_layers)
+    train_cfg = TrainConfig(**cfg.train.model_dump(), seed=seed)  # the schema checked model.d_head and model.train
 
     torch.manual_seed(train_cfg.seed)
     model = AttnOnlyTransformer(arch)
@@ -109,20 +102,17 @@ def trained_model(cfg: dict, meta: dict, seed: int,
 
 def main() -> None:
     params = load_params()
-    cfg = require(params, "model")
+    cfg = params.model
     target = model_argument(params, sys.argv[1:], "python -m pipeline.stages.model SEED")
     meta = json.loads(open(paths.TOKENS_META).read())
-    source = cfg["source"]
-    if source == "trained":
-        model, log = trained_model(cfg, meta, target.seed, resolve_device(require(params, "device")))
-    elif source == "redwood":
-        model, log = load_redwood(cfg["repo"], cfg.get("filename")), []
-    elif source == "file":
-        if cfg.get("file") in (None, "", "???"):
+    if cfg.source == "trained":
+        model, log = trained_model(cfg, meta, target.seed, resolve_device(params.device))
+    elif cfg.source == "redwood":
+        model, log = load_redwood(cfg.repo, cfg.filename), []
+    else:  # file; the schema refused `???`
+        if not cfg.file:
             raise ConfigError("model.file", "model=file needs a checkpoint path: -S model.file=PATH")
-        model, log = load_checkpoint(cfg["file"]), []
-    else:
-        raise ConfigError("model.source", f"unknown source {source!r}; choose trained, redwood or file")
+        model, log = load_checkpoint(cfg.file), []
     if model.cfg.d_vocab != meta["d_vocab"]:
         raise ConfigError("tokenizer", f"the model has {model.cfg.d_vocab} tokens but the tokenizer {meta['d_vocab']}")
     with atomic_path(target.checkpoint) as tmp:

@@ -7,14 +7,14 @@ from __future__ import annotations
 import pandas as pd
 
 from pipeline import paths
-from pipeline.config.load import load_params, require
+from pipeline.config.load import load_params
 from pipeline.data.pairing import pair_sequences
 from pipeline.outputs import atomic_path, run_stage
 
 
 def main() -> None:
     params = load_params()
-    seed = require(params, "pairing.seed")
+    seed = params.pairing.seed
     seq_ids = pd.read_parquet(paths.SEQUENCES, columns=["seq_id"]).seq_id.to_numpy()
     other = pair_sequences(len(seq_ids), seed)
     with atomic_path(paths.PAIRING) as tmp:

@@ -24,8 +24,8 @@ from tokenizers import Tokenizer
 
 from pipeline import paths
 from pipeline.analysis.breakdown import breakdown, token_labels
-from pipeline.config.hypothesis import check_heads, parse_hypothesis
-from pipeline.config.load import load_params, model_argument, require
+from pipeline.config.hypothesis import check_heads
+from pipeline.config.load import load_params, model_argument
 from pipeline.device import resolve_device
 from pipeline.errors import ConfigError
 from pipeline.outputs import atomic_path, run_stage, write_json
@@ -54,26 +54,25 @@ def main() -> None:
     key = sys.argv[2]
     params = load_params()
     target = model_argument(params, sys.argv[1:2], usage)
-    hypotheses = require(params, "hypotheses")
+    hypotheses = params.hypotheses
     if key not in hypotheses:
         raise ConfigError(f"hypotheses.{key}", f"unknown hypothesis; known: {sorted(hypotheses)}")
-    cfg = require(params, "scrub")  # types and ranges checked by pipeline.config.schema (load_params)
-    parts = list(cfg["parts"])
-    hypothesis = parse_hypothesis(key, hypotheses[key])
+    cfg = params.scrub
+    parts = list(cfg.parts)
+    hypothesis = hypotheses[key]
 
     inputs = load_inputs(target)
     model, tokens, other, scored, roles, cache = (inputs.model, inputs.tokens, inputs.other, inputs.scored,
                                                   inputs.roles, inputs.cache)
-    check_heads(hypothesis, key, model.cfg.n_heads)
+    check_heads(hypothesis, model.cfg.n_heads, f"hypotheses.{key}")
 
     classes = resampler_classes(hypothesis, tokens)
-    resampled = resampled_draws(hypothesis, tokens, cfg["seed"], classes=classes)
+    resampled = resampled_draws(hypothesis, tokens, cfg.seed, classes=classes)
 
     losses = scrub_losses(model, cache, torch.from_numpy(tokens), other, hypothesis, roles, scored, parts,
-                          resampled, batch_size=int(cfg["batch_size"]),
-                          device=resolve_device(params.get("device", "auto")))
+                          resampled, batch_size=cfg.batch_size, device=resolve_device(params.device))
     metrics = {"hypothesis": key, "name": hypothesis.name,
-               **summarize(losses, parts, tokens.shape[1] - 1, int(cfg["bootstrap_samples"]), int(cfg["seed"]))}
+               **summarize(losses, parts, tokens.shape[1] - 1, cfg.bootstrap_samples, cfg.seed)}
     with atomic_path(target.scrub_losses(key)) as tmp:
         pd.DataFrame({"seq_id": np.arange(len(tokens)), "count": losses["original"].count,
                       **{f"loss_sum_{n}": l.loss_sum for n, l in losses.items()}}).to_parquet(tmp, index=False)

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.config.hypothesis import parse_hypothesis
-from pipeline.config.load import load_params, model_argument, require
+from pipeline.config.load import load_params, model_argument
 from pipeline.config.schema import check_sweep
 from pipeline.device import resolve_device
 from pipeline.outputs import atomic_path, run_stage
@@ -31,8 +30,7 @@ from pipeline.scrub.sweep import sweep
 
 def main() -> None:
     params = load_params()
-    scrub_cfg = require(params, "scrub")
-    cfg = require(params, "sweep")
+    scrub_cfg, cfg = params.scrub, params.sweep
     target = model_argument(params, sys.argv[1:], "python -m pipeline.stages.sweep SEED")
 
     inputs = load_inputs(target)
@@ -40,11 +38,11 @@ def main() -> None:
                                                   inputs.roles, inputs.cache)
     # composition checked these against cache.n_offsets; here against the cache and model in hand
     check_sweep(cfg, cache["diag"].shape[-1], model.cfg.n_heads)
-    resampled = resampled_draws(parse_hypothesis("sweep", cfg["form"]), tokens, int(scrub_cfg["seed"]))
+    resampled = resampled_draws(cfg.form, tokens, scrub_cfg.seed)
 
-    frame = sweep(model, cache, tokens, other, cfg["form"], roles, scored, int(cfg["max_offset"]),
-                  batch_size=int(scrub_cfg["batch_size"]), bootstrap_samples=int(scrub_cfg["bootstrap_samples"]),
-                  seed=int(scrub_cfg["seed"]), resampled=resampled, device=resolve_device(params.get("device", "auto")))
+    frame = sweep(model, cache, tokens, other, cfg.form, roles, scored, cfg.max_offset,
+                  batch_size=scrub_cfg.batch_size, bootstrap_samples=scrub_cfg.bootstrap_samples,
+                  seed=scrub_cfg.seed, resampled=resampled, device=resolve_device(params.device))
     with atomic_path(target.sweep_csv) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
     sweep_figure(frame, target.sweep_figure)

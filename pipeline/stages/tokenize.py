@@ -17,19 +17,18 @@ import numpy as np
 import pandas as pd
 
 from pipeline import paths
-from pipeline.config.load import load_params, require
+from pipeline.config.load import load_params
+from pipeline.config.schema import Tokenizer
 from pipeline.data.sequences import make_sequences
 from pipeline.data.tokenizer import encode_documents, gpt2_tokenizer, special_ids, train_bpe
 from pipeline.errors import ConfigError
 from pipeline.outputs import atomic_path, run_stage, write_json
 
 
-def build_tokenizer(cfg: dict, train_texts: list[str]):
-    if cfg["kind"] == "bpe":
-        return train_bpe(train_texts, cfg["vocab_size"])
-    if cfg["kind"] == "gpt2":
-        return gpt2_tokenizer(cfg["source"], cfg.get("begin_id", 50257), cfg.get("cache_dir", paths.GPT2_FILES))
-    raise ConfigError("tokenizer.kind", f"unknown tokenizer {cfg['kind']!r}; choose bpe or gpt2")
+def build_tokenizer(cfg: Tokenizer, train_texts: list[str]):
+    if cfg.kind == "bpe":
+        return train_bpe(train_texts, cfg.vocab_size)
+    return gpt2_tokenizer(cfg.source, cfg.begin_id, cfg.cache_dir)
 
 
 def checked_rows(rows: list, ids: dict, d_vocab: int, starts_with_begin: bool, seq_len: int) -> list[np.ndarray]:
@@ -65,20 +64,20 @@ def checked_rows(rows: list, ids: dict, d_vocab: int, starts_with_begin: bool, s
 
 def main() -> None:
     params = load_params()
-    tok_cfg, seq_cfg, data = require(params, "tokenizer"), require(params, "sequences"), params.get("data", {})
+    tok_cfg, seq_cfg, data = params.tokenizer, params.sequences, params.data
     docs = pd.read_parquet(paths.CORPUS)
     train = docs[docs.split == "train"]
     heldout = docs[docs.split == "heldout"]
     pretokenized = "tokens" in docs.columns
-    if pretokenized and tok_cfg["kind"] != "gpt2":
-        raise ConfigError("tokenizer.kind", f"data.source={data.get('source')} holds GPT-2 token ids; it needs "
-                                            f"tokenizer=gpt2, not {tok_cfg['kind']}")
+    if pretokenized and tok_cfg.kind != "gpt2":
+        raise ConfigError("tokenizer.kind", f"data.source={data.source} holds GPT-2 token ids; it needs "
+                                            f"tokenizer=gpt2, not {tok_cfg.kind}")
     tokenizer = build_tokenizer(tok_cfg, [] if pretokenized else train.text.tolist())
     ids = special_ids(tokenizer)
 
     if pretokenized:
-        seq_len = seq_cfg["seq_len"]
-        starts = data.get("rows_start_with_begin", True)
+        seq_len = seq_cfg.seq_len
+        starts = data.rows_start_with_begin
         train_tokens = checked_rows(train.tokens.tolist(), ids, tokenizer.get_vocab_size(), starts, seq_len)
         heldout_rows = checked_rows(heldout.tokens.tolist(), ids, tokenizer.get_vocab_size(), starts, seq_len)
         # One sequence per row, from its start: the window ACDC takes (inputs [:n], labels [1:n + 1]).
@@ -87,8 +86,8 @@ def main() -> None:
         train_tokens = encode_documents(tokenizer, train.text.tolist())
         heldout_tokens = encode_documents(tokenizer, heldout.text.tolist())
     sequences = make_sequences(
-        heldout_tokens, heldout.doc_id.tolist(), seq_cfg["seq_len"], ids["begin"],
-        max_sequences=seq_cfg["max_sequences"], min_sequences=seq_cfg["min_sequences"],
+        heldout_tokens, heldout.doc_id.tolist(), seq_cfg.seq_len, ids["begin"],
+        max_sequences=seq_cfg.max_sequences, min_sequences=seq_cfg.min_sequences,
     )
 
     with atomic_path(paths.TOKENIZER) as tmp:
@@ -105,7 +104,7 @@ def main() -> None:
         "heldout_tokens": int(sum(len(t) for t in heldout_tokens)),
     }
     write_json(paths.TOKENS_META, meta)
-    print(meta, f"{len(sequences)} sequences of {seq_cfg['seq_len']} tokens")
+    print(meta, f"{len(sequences)} sequences of {seq_cfg.seq_len} tokens")
 
 
 if __name__ == "__main__":

