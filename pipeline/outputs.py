@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -80,9 +81,21 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+class Stopped(BaseException):
+    """SIGTERM (a killed `dvc repro`, a CI timeout) raised where the stage is, like Ctrl-C's
+    KeyboardInterrupt, so that atomic_path's cleanup runs before the process ends."""
+
+
+def _stop(signum: int, frame) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main; a ConfigError or a missing input becomes one line on stderr and
-    exit status 2. Leftovers of killed stages are removed first."""
+    exit status 2; Ctrl-C or SIGTERM one line and 128 + the signal's number, the temporaries of
+    the output being written removed. Leftovers of killed stages are removed first."""
+    stage = Path(sys.argv[0]).stem
+    signal.signal(signal.SIGTERM, _stop)
     try:
         for path in clean_stale_temporaries():
             print(f"removed {path}, left by a stage that was stopped")
@@ -90,3 +103,8 @@ def run_stage(main: Callable[[], None]) -> None:
     except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except (KeyboardInterrupt, Stopped) as err:
+        name = str(err) if isinstance(err, Stopped) else "SIGINT"
+        print(f"error: stage {stage} interrupted ({name}): the output it was writing was not written, "
+              f"and DVC reruns the stage", file=sys.stderr)
+        sys.exit(128 + signal.Signals[name].value)

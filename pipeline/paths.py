@@ -57,6 +57,12 @@ class ModelPaths:
         return f"{self.model_dir}/{self.name}/train_log.json"
 
     @property
+    def source(self) -> str:
+        """Where the model came from: trained here (its seed), or the file it was loaded from, with
+        that file's size and sha256."""
+        return f"{self.model_dir}/{self.name}/source.json"
+
+    @property
     def heads(self) -> str:
         return f"{HEADS}/{self.name}"
 

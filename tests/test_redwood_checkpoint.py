@@ -64,6 +64,22 @@ def test_model_filename_overrides_the_final_pth_rule(tmp_path, repo_files):
     assert err.value.param == "model.filename"
 
 
+def test_two_final_pth_files_are_refused_naming_both_and_model_filename(tmp_path, repo_files, hub_cache):
+    """TransformerLens would take the first name in sorted order: a silently different checkpoint."""
+    files = {**repo_files, "a_final.pth": repo_files[DECOY]}
+    folder = write_folder(tmp_path / "snap", files)
+    with pytest.raises(ConfigError) as err:
+        load_redwood(str(folder))
+    assert err.value.param == "model.filename" and "\n" not in str(err.value)
+    assert "a_final.pth" in str(err.value) and FINAL in str(err.value) and "-S model.filename=" in str(err.value)
+    # the same repo from the hub cache, and model.filename settles it
+    add_to_cache(hub_cache, REPO, files)
+    with pytest.raises(ConfigError, match="2 checkpoints ending in final.pth"):
+        load_redwood(REPO)
+    model = load_redwood(str(folder), FINAL)
+    assert torch.equal(model.W_E, final_weights(repo_files)["embed.W_E"])
+
+
 def test_a_folder_without_final_pth_or_config_is_a_config_error(tmp_path, repo_files):
     no_final = write_folder(tmp_path / "a", {k: v for k, v in repo_files.items() if k != FINAL})
     with pytest.raises(ConfigError, match=r"no \*final.pth") as err:

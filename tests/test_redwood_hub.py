@@ -10,6 +10,7 @@ off a wrong config do not fit), or if BEGIN/END do not get 50257/50258 (the rows
 50257 and are checked against the tokenizer)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -72,6 +73,17 @@ def test_every_stage_runs_offline_to_the_report(run):
     assert "up to date" in sh("dvc", "status", cwd=work, env=env).stdout
     roles = json.loads((work / model.roles).read_text())
     assert roles["prev"] == "0.0" and roles["induction"] == ["1.5", "1.6"], roles
+
+
+def test_the_model_stage_records_the_file_it_read_and_the_page_shows_it(run):
+    work, _, env, _ = run
+    [model] = models(yaml.safe_load((work / "params.yaml").read_text()))
+    source = json.loads((work / model.source).read_text())
+    read = Path(source["file"])
+    assert read.name == FINAL and read.is_relative_to(Path(env["HF_HOME"]))  # the hub cache's snapshot, not the decoy
+    assert source["sha256"] == hashlib.sha256(read.read_bytes()).hexdigest() and source["bytes"] == read.stat().st_size
+    page = (work / "reports/index.html").read_text()
+    assert source["sha256"] in page and FINAL in page
 
 
 def test_the_simulated_cache_is_one_huggingface_hub_reads_as_its_own(run):

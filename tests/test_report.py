@@ -152,6 +152,10 @@ def make_model_inputs(root: Path, params: dict, model: paths.ModelPaths, rng) ->
                                   for i in range(10)])
     for figure in (model.sweep_figure, model.head_scores_figure, model.head_example_figure, model.relative_figure):
         write(root, figure, PNG)
+    # seed0 loaded from a file, the others trained: the page names the file read and its digest
+    write(root, model.source, {"source": "trained", "seed": model.seed} if model.seed else
+          {"source": "redwood", "repo": "ArthurConmy/redwood_attn_2l", "file": "/hub/snapshots/abc/model_final.pth",
+           "bytes": 104857600 + int(rng.integers(1000)), "sha256": f"{int(rng.integers(2**63)):064x}"})
 
 
 def run_report(root: Path, monkeypatch) -> str:
@@ -590,3 +594,14 @@ def test_training_figure_draws_every_model():
     assert list(lines[1].get_ydata()) == [6, 5, 4]
     empty = training_figure({"seed0": []})
     assert "loaded, not trained" in empty.axes[0].texts[0].get_text()
+
+
+def test_the_page_names_the_file_each_model_was_read_from(site2):
+    root, page = site2
+    parsed = Page()
+    parsed.feed(page)
+    loaded = json.loads((root / "data/model/seed0/source.json").read_text())
+    shown = {(s["data-src"], s["data-key"]) for s in parsed.spans}
+    assert {("data/model/seed0/source.json", k) for k in ("file", "bytes", "sha256", "repo")} <= shown
+    assert loaded["sha256"] in page and loaded["file"] in page
+    assert ("data/model/seed1/source.json", "seed") in shown and "trained by this pipeline" in page

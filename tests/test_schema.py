@@ -9,7 +9,7 @@ import copy
 import pytest
 import yaml
 
-from pipeline.config import compose, schema
+from pipeline.config import compose, recipe, schema
 from pipeline.errors import ConfigError
 from tests.helpers import ROOT
 
@@ -138,6 +138,16 @@ def test_a_bad_hypothesis_is_named(key, value, param):
     assert error_of(params).param == param
 
 
+@pytest.mark.parametrize("key", ["my hyp", "my.hyp", "a/b", "naïve?"])
+def test_a_hypothesis_key_that_cannot_name_a_stage_is_refused(key):
+    params = copy.deepcopy(PARAMS)
+    params["hypotheses"][key] = params["hypotheses"]["naive"]
+    err = error_of(params)
+    assert err.param == f"hypotheses.{key}" and "letters, digits, _ and - only" in str(err) and "\n" not in str(err)
+    params["hypotheses"] = {"my-hyp_2": params["hypotheses"]["naive"]}
+    schema.check(params)
+
+
 def test_lengths_are_checked_against_the_context_of_a_trained_model():
     n_ctx = PARAMS["model"]["n_ctx"]
     schema.check(edited("sequences.seq_len", n_ctx - 1))  # BEGIN + seq_len tokens fill the context
@@ -178,7 +188,10 @@ def test_token_rows_need_the_tokenizer_they_were_made_with():
             "split_seed": 0}
     err = error_of(edited("data", rows))
     assert err.param == "tokenizer.kind" and "tokenizer=gpt2" in str(err)
-    schema.check({**edited("data", rows), "tokenizer": {"kind": "gpt2", "source": "gpt2", "begin_id": 50257}})
+    params = {**edited("data", rows), "tokenizer": {"kind": "gpt2", "source": "gpt2", "begin_id": 50257}}
+    sections = schema.recipe_sections(params["model"], params["data"], params["tokenizer"])
+    params["model"] = {**params["model"], "recipe": recipe.recipe_id(sections), "dir": recipe.model_dir(sections)}
+    schema.check(params)  # other text, another recipe: its own folder
 
 
 def test_a_partial_params_yaml_checks_the_sections_it_has():

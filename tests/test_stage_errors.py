@@ -210,7 +210,10 @@ def fake_metrics(key: str, recovered: float) -> dict:
 
 
 def one_model(project: Path) -> None:
-    """params.yaml with one model (seed 0): the tests below fake that model's scrub outputs only."""
+    """params.yaml with one model (seed 0): the tests below fake that model's scrub outputs only.
+    With the committed models' recipe, which the default params.yaml's model.dir follows."""
+    (project / "data/model").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "data/model/recipe.json", project / "data/model/recipe.json")
     params = yaml.safe_load((project / "params.yaml").read_text())
     (project / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": [0]}, sort_keys=False))
 

@@ -7,14 +7,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf.errors import InterpolationResolutionError
+from pydantic import ValidationError
 
-from pipeline.config import schema
+from pipeline.config import recipe, schema
 from pipeline.errors import ConfigError, one_line_yaml_error
 from pipeline.fetch.plan import missing_downloads
 from pipeline.outputs import atomic_path
@@ -49,8 +52,12 @@ class CompositionError(InterpolationResolutionError, _Base):
 def _resolve(*, _root_: Any) -> bool:
     from omegaconf import OmegaConf
 
+    raw = OmegaConf.to_container(_root_, resolve=False)
+    for key in ("dir", "recipe"):  # ${pipeline.model_dir:}, ${pipeline.recipe:} resolved
+        if isinstance(raw.get("model"), dict) and key in raw["model"]:
+            raw["model"][key] = _root_.model[key]
     try:
-        params = schema.check(OmegaConf.to_container(_root_, resolve=False))
+        params = schema.check(raw)
     except ConfigError as err:
         raise CompositionError(err) from None
     # Here, not in the first stage that downloads: `dvc exp run -S` writes params.yaml into the
@@ -59,6 +66,40 @@ def _resolve(*, _root_: Any) -> bool:
     if missing:
         raise CompositionError("\n".join(missing))
     return True
+
+
+def _recipe_sections(root: Any) -> dict:
+    """The recipe of the composition being resolved, as pipeline.config.recipe compares it."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(root, resolve=False)
+    try:
+        return schema.recipe_sections(raw["model"], raw["data"], raw["tokenizer"])
+    except (ValidationError, KeyError):  # the `checked` key names what is wrong
+        return {key: raw.get(key) for key in ("model", "data", "tokenizer")}
+
+
+def _model_dir(*, _root_: Any) -> str:
+    """`${pipeline.model_dir:}` (conf/model/trained.yaml): the folder of the recipe being composed."""
+    return recipe.model_dir(_recipe_sections(_root_))
+
+
+def _recipe_id(*, _root_: Any) -> str:
+    """`${pipeline.recipe:}` (conf/model/trained.yaml): the name of the recipe being composed."""
+    return recipe.recipe_id(_recipe_sections(_root_))
+
+
+def record_recipe(overrides: list[str]) -> Path:
+    """Write the recipe of the composition into data/model/recipe.json: its trained models (moved
+    to data/model/seed<N>/) become the committed ones."""
+    with tempfile.TemporaryDirectory() as tmp:
+        compose(Path(tmp) / "params.yaml", overrides)
+        raw = yaml.safe_load((Path(tmp) / "params.yaml").read_text())
+    sections = schema.recipe_sections(raw["model"], raw["data"], raw["tokenizer"])
+    path = ROOT / recipe.RECIPE_FILE
+    with atomic_path(path) as out:
+        out.write_text(json.dumps(recipe.recipe(sections), indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def check_yaml_files(conf_dir: Path) -> None:
@@ -75,11 +116,13 @@ def check_yaml_files(conf_dir: Path) -> None:
 
 
 def register() -> None:
-    """Make `${pipeline.check:}` known to OmegaConf; idempotent (Hydra's plugin scan may run a
-    plugin module twice)."""
+    """Make `${pipeline.check:}` and `${pipeline.model_dir:}` known to OmegaConf; idempotent
+    (Hydra's plugin scan may run a plugin module twice)."""
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver(RESOLVER, _resolve, replace=True)
+    OmegaConf.register_new_resolver("pipeline.model_dir", _model_dir, replace=True)
+    OmegaConf.register_new_resolver("pipeline.recipe", _recipe_id, replace=True)
 
 
 def compose(output: Path, overrides: list[str]) -> None:
@@ -97,8 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=redwood train.steps=100")
     parser.add_argument("--check", action="store_true", help="compare with params.yaml instead of writing it")
     parser.add_argument("--output", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--record-recipe", action="store_true",
+                        help=f"write the composition's model recipe into {recipe.RECIPE_FILE} (see pipeline.config.recipe)")
     args = parser.parse_args(argv)
     try:
+        if args.record_recipe:
+            print(f"{record_recipe(args.overrides).relative_to(ROOT)}: the committed models' recipe")
+            return 0
         if args.check:
             with tempfile.TemporaryDirectory() as tmp:
                 fresh = Path(tmp) / "params.yaml"

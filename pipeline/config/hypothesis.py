@@ -24,6 +24,7 @@ editor to check a hypothesis file while it is written.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -208,8 +209,17 @@ class Hypothesis(Section):
                     if isinstance(h, Masked)], default=0)
 
 
+STAGE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def named(hypotheses: dict[str, Hypothesis]) -> dict[str, Hypothesis]:
-    """`hypotheses` of params.yaml: each named by its key where it gives no name."""
+    """`hypotheses` of params.yaml: each named by its key where it gives no name. A key names the
+    stage scrub@<seed>-<key> in dvc.yaml, so it must be one DVC takes on a command line."""
+    for key in hypotheses:
+        if not STAGE_KEY.match(str(key)):
+            raise ConfigError(f"hypotheses.{key}", f"{str(key)!r} cannot name the stage scrub@<seed>-{key}: use "
+                                                   f"letters, digits, _ and - only (Hydra reads a dot in "
+                                                   f"hypothesis@hypotheses.NAME as nesting)")
     return {key: h if h.name is not None else h.model_copy(update={"name": key}) for key, h in hypotheses.items()}
 
 

@@ -35,6 +35,7 @@ from pipeline.config.base import (
 )
 from pipeline.config.heads import validate_roles
 from pipeline.config.hypothesis import Hypotheses, Hypothesis, Masked, check_heads
+from pipeline.config.recipe import check_model_dir
 from pipeline.config.training import Train
 from pipeline.errors import ConfigError
 from pipeline.paths import GPT2_FILES
@@ -105,6 +106,7 @@ Tokenizer = Annotated[Bpe | Gpt2, Field(discriminator="kind")]
 
 class Trained(Section):
     source: Literal["trained"]
+    recipe: Text  # names the model@<seed>-<recipe> stages (pipeline.config.recipe)
     dir: Text
     n_ctx: Count
     d_model: Count
@@ -136,6 +138,7 @@ class Trained(Section):
 
 class Redwood(Section):
     source: Literal["redwood"]
+    recipe: Literal["redwood"] = "redwood"
     dir: Text
     repo: Text
     filename: Text | None = None
@@ -143,6 +146,7 @@ class Redwood(Section):
 
 class File(Section):
     source: Literal["file"]
+    recipe: Literal["file"] = "file"
     dir: Text
     file: Text
 
@@ -260,6 +264,15 @@ class Params(Section):
         return self
 
 
+def recipe_sections(model: Any, data: Any, tokenizer: Any) -> dict:
+    """The sections a trained model is a function of, validated and dumped as JSON values (defaults
+    filled in): the form pipeline.config.recipe compares and records. Raw dicts or models."""
+    def dump(kind: Any, value: Any) -> Any:
+        return TypeAdapter(kind).validate_python(value).model_dump(mode="json", by_alias=True)
+
+    return {"model": dump(Model, model), "data": dump(Data, data), "tokenizer": dump(Tokenizer, tokenizer)}
+
+
 def check_across(params: Params) -> None:
     """What one key's type cannot say: hypotheses, roles and lengths against each other."""
     model, seq, cache = params.model, params.sequences, params.cache
@@ -276,6 +289,7 @@ def check_across(params: Params) -> None:
         raise ConfigError("sequences.max_sequences",
                           f"{seq.max_sequences} is below sequences.min_sequences={seq.min_sequences}")
     if trained:
+        check_model_dir(recipe_sections(model, params.data, params.tokenizer))
         # the model reads BEGIN + seq_len tokens (the last token is only a target)
         if seq.seq_len + 1 > model.n_ctx:
             raise ConfigError("sequences.seq_len", f"seq_len + 1 = {seq.seq_len + 1} exceeds model.n_ctx={model.n_ctx}")

@@ -458,7 +458,9 @@ TRAINING_COLUMNS = [("step", -1), ("train_loss", 3), ("prev_token", 3), ("same_t
 def training(root: Path, models: list[ModelPaths]) -> dict:
     logs = {model: read_json(root, model.train_log) for model in models}
     trained = [(m, log) for m, log in logs.items() if log]
-    return {"figure": figure(root, paths.TRAINING_FIGURE) if any(logs.values()) else None,
+    return {"sources": [{"name": m.name, "file": m.source,
+                         "record": read_json(root, m.source)} for m in models],
+            "figure": figure(root, paths.TRAINING_FIGURE) if any(logs.values()) else None,
             "several": len(models) > 1,
             "columns": [(c, d) for c, d in TRAINING_COLUMNS if any(c in log[-1] for _, log in trained)],
             "trained": [{"name": m.name, "file": m.train_log, "last": len(log) - 1, "row": log[-1]}

@@ -31,8 +31,8 @@ from pipeline.device import resolve_device
 from pipeline.errors import ConfigError
 from pipeline.model import AttnOnlyTransformer, ModelConfig
 from pipeline.outputs import atomic_path, run_stage, write_json
-from pipeline.weights.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.weights.redwood import load_redwood
+from pipeline.weights.checkpoint import file_record, load_checkpoint, save_checkpoint
+from pipeline.weights.redwood import load_tl_checkpoint, resolve_redwood
 from pipeline.weights.train import (
     RowSampler,
     TrainConfig,
@@ -107,17 +107,23 @@ def main() -> None:
     meta = json.loads(open(paths.TOKENS_META).read())
     if cfg.source == "trained":
         model, log = trained_model(cfg, meta, target.seed, resolve_device(params.device))
+        source = {"source": "trained", "seed": target.seed}
     elif cfg.source == "redwood":
-        model, log = load_redwood(cfg.repo, cfg.filename), []
+        checkpoint, config = resolve_redwood(cfg.repo, cfg.filename)
+        model, log = load_tl_checkpoint(checkpoint, config), []
+        source = {"source": "redwood", "repo": cfg.repo, **file_record(checkpoint)}
     else:  # file; the schema refused `???`
         if not cfg.file:
             raise ConfigError("model.file", "model=file needs a checkpoint path: -S model.file=PATH")
         model, log = load_checkpoint(cfg.file), []
+        source = {"source": "file", **file_record(cfg.file)}
     if model.cfg.d_vocab != meta["d_vocab"]:
         raise ConfigError("tokenizer", f"the model has {model.cfg.d_vocab} tokens but the tokenizer {meta['d_vocab']}")
     with atomic_path(target.checkpoint) as tmp:
         save_checkpoint(model, tmp)
     write_json(target.train_log, log)
+    write_json(target.source, source)
+    print(f"{target.checkpoint}: " + ", ".join(f"{k} {v}" for k, v in source.items()))
 
 
 if __name__ == "__main__":

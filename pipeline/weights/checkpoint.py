@@ -2,6 +2,7 @@
 Files from outside are untrusted: weights_only=True."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -13,6 +14,15 @@ from pipeline.model import AttnOnlyTransformer, ModelConfig
 def save_checkpoint(model: AttnOnlyTransformer, path: Path | str) -> None:
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.save({"config": model.cfg.to_dict(), "state_dict": state}, path)
+
+
+def file_record(path: Path | str) -> dict:
+    """Which file a model was read from, so that a different file under the same name shows."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": str(path), "bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
 def torch_load(path: Path, param: str) -> dict:

@@ -114,12 +114,16 @@ def _read_config(path: Path, param: str) -> dict:
     return cfg
 
 
-def pick_checkpoint(names: list[str], filename: str | None) -> str | None:
+def pick_checkpoint(names: list[str], filename: str | None, where: str) -> str | None:
     """The checkpoint among a repo's files: `filename` if given (model.filename), else the first
     name ending in final.pth, as TransformerLens picks it. None when there is none."""
     if filename:
         return filename if filename in names else None
     finals = [n for n in names if n.endswith(FINAL_SUFFIX)]
+    if len(finals) > 1:
+        # TransformerLens would take the first; which one is meant is the user's to say
+        raise ConfigError("model.filename", f"{where} holds {len(finals)} checkpoints ending in {FINAL_SUFFIX} "
+                                            f"({', '.join(finals)}); pick one with -S model.filename=NAME")
     return finals[0] if finals else None
 
 
@@ -133,7 +137,7 @@ def resolve_redwood(repo: str, filename: str | None = None) -> tuple[Path, Path 
         return path, config if config.exists() else None
     if path.is_dir():
         names = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
-        name = pick_checkpoint(names, filename)
+        name = pick_checkpoint(names, filename, str(path))
         if name is None:
             raise ConfigError("model.filename" if filename else param,
                               f"{path} holds no {filename or '*' + FINAL_SUFFIX} checkpoint")
@@ -144,7 +148,7 @@ def resolve_redwood(repo: str, filename: str | None = None) -> tuple[Path, Path 
         raise ConfigError(param, f"{repo} does not exist")
     wanted = f"{filename or '*' + FINAL_SUFFIX} and {CONFIG_FILE}"
     names, fetch, listed_online = repo_files(repo, param, wanted, CHECKPOINT_LOCAL_HINT)
-    name = pick_checkpoint(names, filename)
+    name = pick_checkpoint(names, filename, repo)
     missing = [w for w, ok in ((filename or "*" + FINAL_SUFFIX, name), (CONFIG_FILE, CONFIG_FILE in names)) if not ok]
     if missing:
         if not listed_online:  # the cached snapshot lacks them: they were never fetched
@@ -160,7 +164,11 @@ def load_redwood(repo_or_path: str, filename: str | None = None) -> AttnOnlyTran
     """redwood_attn_2l (or any TransformerLens attention-only shortformer checkpoint) from the hub,
     a local snapshot folder or a local file. A file without a config.json beside it has its
     architecture read off the tensor shapes."""
-    ckpt, config = resolve_redwood(repo_or_path, filename)
+    return load_tl_checkpoint(*resolve_redwood(repo_or_path, filename))
+
+
+def load_tl_checkpoint(ckpt: Path, config: Path | None) -> AttnOnlyTransformer:
+    """A TransformerLens checkpoint file and its config.json (None: read the shapes)."""
     state = torch_load(ckpt, "model.repo")
     if config is None:
         return from_transformer_lens(state, str(ckpt))
