@@ -190,7 +190,8 @@ def test_token_rows_need_the_tokenizer_they_were_made_with():
     assert err.param == "tokenizer.kind" and "tokenizer=gpt2" in str(err)
     params = {**edited("data", rows), "tokenizer": {"kind": "gpt2", "source": "gpt2", "begin_id": 50257}}
     sections = schema.recipe_sections(params["model"], params["data"], params["tokenizer"])
-    params["model"] = {**params["model"], "recipe": recipe.recipe_id(sections), "dir": recipe.model_dir(sections)}
+    name = recipe.recipe_id(sections)
+    params["model"] = {**params["model"], "recipe": name, "dir": recipe.model_dir(name)}
     schema.check(params)  # other text, another recipe: its own folder
 
 

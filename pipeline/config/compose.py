@@ -53,7 +53,7 @@ def _resolve(*, _root_: Any) -> bool:
     from omegaconf import OmegaConf
 
     raw = OmegaConf.to_container(_root_, resolve=False)
-    for key in ("dir", "recipe"):  # ${pipeline.model_dir:}, ${pipeline.recipe:} resolved
+    for key in ("dir", "recipe"):  # ${pipeline.model_dir:...}, ${pipeline.recipe:} resolved
         if isinstance(raw.get("model"), dict) and key in raw["model"]:
             raw["model"][key] = _root_.model[key]
     try:
@@ -68,25 +68,16 @@ def _resolve(*, _root_: Any) -> bool:
     return True
 
 
-def _recipe_sections(root: Any) -> dict:
-    """The recipe of the composition being resolved, as pipeline.config.recipe compares it."""
-    from omegaconf import OmegaConf
-
-    raw = OmegaConf.to_container(root, resolve=False)
-    try:
-        return schema.recipe_sections(raw["model"], raw["data"], raw["tokenizer"])
-    except (ValidationError, KeyError):  # the `checked` key names what is wrong
-        return {key: raw.get(key) for key in ("model", "data", "tokenizer")}
-
-
-def _model_dir(*, _root_: Any) -> str:
-    """`${pipeline.model_dir:}` (conf/model/trained.yaml): the folder of the recipe being composed."""
-    return recipe.model_dir(_recipe_sections(_root_))
-
-
 def _recipe_id(*, _root_: Any) -> str:
     """`${pipeline.recipe:}` (conf/model/trained.yaml): the name of the recipe being composed."""
-    return recipe.recipe_id(_recipe_sections(_root_))
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(_root_, resolve=False)
+    try:
+        sections = schema.recipe_sections(raw["model"], raw["data"], raw["tokenizer"])
+    except (ValidationError, KeyError):  # the `checked` key names what is wrong
+        sections = {key: raw.get(key) for key in ("model", "data", "tokenizer")}
+    return recipe.recipe_id(sections)
 
 
 def record_recipe(overrides: list[str]) -> Path:
@@ -116,12 +107,12 @@ def check_yaml_files(conf_dir: Path) -> None:
 
 
 def register() -> None:
-    """Make `${pipeline.check:}` and `${pipeline.model_dir:}` known to OmegaConf; idempotent
-    (Hydra's plugin scan may run a plugin module twice)."""
+    """Make `${pipeline.check:}`, `${pipeline.recipe:}` and `${pipeline.model_dir:NAME}` known to
+    OmegaConf; idempotent (Hydra's plugin scan may run a plugin module twice)."""
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver(RESOLVER, _resolve, replace=True)
-    OmegaConf.register_new_resolver("pipeline.model_dir", _model_dir, replace=True)
+    OmegaConf.register_new_resolver("pipeline.model_dir", recipe.model_dir, replace=True)
     OmegaConf.register_new_resolver("pipeline.recipe", _recipe_id, replace=True)
 
 
@@ -141,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare with params.yaml instead of writing it")
     parser.add_argument("--output", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--record-recipe", action="store_true",
-                        help=f"write the composition's model recipe into {recipe.RECIPE_FILE} (see pipeline.config.recipe)")
+                        help=f"write the composition's model recipe into {recipe.RECIPE_FILE} "
+                             f"(see pipeline.config.recipe)")
     args = parser.parse_args(argv)
     try:
         if args.record_recipe:

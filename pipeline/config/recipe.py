@@ -9,7 +9,8 @@ exactly that recipe is `model.recipe = default` with `model.dir = data/model`; a
 (git-ignored). The recipe names the model stages too (`model@<seed>-<recipe>` in dvc.yaml), so
 that each recipe keeps its own entry in dvc.lock: a preset's run does not overwrite the committed
 models' entry, and the default composed after it finds its models up to date.
-conf/model/trained.yaml sets both keys by resolvers that call `recipe_id` and `model_dir` during
+conf/model/trained.yaml sets `recipe: ${pipeline.recipe:}` and
+`dir: ${pipeline.model_dir:${model.recipe}}`, resolvers that call `recipe_id` and `model_dir` during
 composition (pipeline.config.compose registers them); the schema refuses any other value, even one
 set by hand. Recipes are compared as the schema's models dump them, defaults
 filled in, so writing a default out changes nothing.
@@ -28,8 +29,6 @@ from pipeline.errors import ConfigError
 COMMITTED_DIR = "data/model"
 RECIPE_FILE = f"{COMMITTED_DIR}/recipe.json"
 ROOT = Path(__file__).resolve().parents[2]
-
-
 COMMITTED = "default"
 
 
@@ -54,9 +53,8 @@ def recipe_id(params: dict, root: Path = ROOT) -> str:
     return COMMITTED if recipe(params) == committed_recipe(root) else f"recipe-{digest(params)}"
 
 
-def model_dir(params: dict, root: Path = ROOT) -> str:
-    """data/model for the committed recipe, data/model/recipe-<digest> for any other."""
-    name = recipe_id(params, root)
+def model_dir(name: str) -> str:
+    """The folder of recipe `name` (recipe_id): data/model for the committed one, data/model/<name> else."""
     return COMMITTED_DIR if name == COMMITTED else f"{COMMITTED_DIR}/{name}"
 
 
@@ -68,7 +66,7 @@ def check_model_dir(params: dict, root: Path = ROOT) -> None:
         raise ConfigError("model.recipe", f"{params['model']['recipe']} is not this recipe's name {name} "
                                           f"({RECIPE_FILE} holds the committed models'); leave model.recipe to "
                                           f"conf/model/trained.yaml")
-    wanted, given = model_dir(params, root), params["model"]["dir"]
+    wanted, given = model_dir(name), params["model"]["dir"]
     if given != wanted:
         raise ConfigError("model.dir", f"{given} is not this recipe's folder {wanted}: a trained model's folder "
                                        f"follows its recipe ({RECIPE_FILE} holds the committed models'); leave "
