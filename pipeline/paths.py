@@ -33,11 +33,13 @@ CACHE_L0 = "data/cache_l0"
 SCRUB = "data/scrub"
 SWEEP = "data/sweep"
 SWEEP_FIGURES = "reports/sweep"
+SEARCH = "data/search"
+SEARCH_FIGURES = "reports/search"
 
 
 @dataclass(frozen=True)
 class ModelPaths:
-    """The files of one model and of the stages that run on it (heads, cache_l0, scrub, sweep)."""
+    """The files of one model and of the stages that run on it (heads, cache_l0, scrub, sweep, search)."""
 
     model_dir: str  # params' model.dir
     seed: int
@@ -133,6 +135,39 @@ class ModelPaths:
     @property
     def sweep_figure(self) -> str:
         return f"{SWEEP_FIGURES}/{self.name}.png"
+
+    @property
+    def search(self) -> str:
+        """The search stage's folder: path.csv, frontier.csv, summary.json, hypotheses/."""
+        return f"{SEARCH}/{self.name}"
+
+    @property
+    def search_path(self) -> str:
+        """Every step of the search, measured on both halves."""
+        return f"{self.search}/path.csv"
+
+    @property
+    def search_frontier(self) -> str:
+        """The best hypothesis found at each complexity."""
+        return f"{self.search}/frontier.csv"
+
+    @property
+    def search_summary(self) -> str:
+        return f"{self.search}/summary.json"
+
+    @property
+    def search_hypotheses(self) -> str:
+        """The frontier's hypotheses as files of conf/hypothesis/'s form."""
+        return f"{self.search}/hypotheses"
+
+    @property
+    def search_placed(self) -> str:
+        """The frontier stage: every hypothesis of `hypotheses` on the search's axes."""
+        return f"{self.search}/placed.csv"
+
+    @property
+    def search_figure(self) -> str:
+        return f"{SEARCH_FIGURES}/{self.name}.png"
 
 
 def models(params: dict) -> list[ModelPaths]:

@@ -36,6 +36,7 @@ from pipeline.config.base import (
 from pipeline.config.heads import validate_roles
 from pipeline.config.hypothesis import Hypotheses, Hypothesis, Masked, check_heads
 from pipeline.config.recipe import check_model_dir
+from pipeline.config.search import Search, check_search
 from pipeline.config.training import Train
 from pipeline.errors import ConfigError
 from pipeline.paths import GPT2_FILES
@@ -246,6 +247,7 @@ class Params(Section):
     cache: Cache
     scrub: Scrub
     sweep: Sweep
+    search: Search
     report: Report
     # conf/config.yaml's hook that runs this check during composition; the stages ignore it
     checked: Any = None
@@ -309,6 +311,7 @@ def check_across(params: Params) -> None:
                                       f"offset {max(head_spec.offsets)} is not cached: the layer-0 cache keeps "
                                       f"offsets < cache.n_offsets={cache.n_offsets}")
     check_sweep(params.sweep, cache.n_offsets, n_heads)
+    check_search(params.search, cache.n_offsets, n_heads)
 
 
 def check_sweep(sweep: Sweep, n_offsets: int, n_heads: int) -> None:
