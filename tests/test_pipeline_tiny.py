@@ -17,6 +17,8 @@ from pipeline.config.hypothesis import parse_hypothesis
 from pipeline.data.sequences import load_sequences
 from pipeline.paths import ModelPaths
 from pipeline.scrub.inputs import resampler_classes
+from pipeline.scrub.search import halves
+from pipeline.scrub.stats import recovered
 from tests.helpers.project import scratch_project
 from tests.helpers.shell import sh
 
@@ -93,6 +95,42 @@ def check_model(work: Path, params: dict, m: ModelPaths) -> None:
     assert len(sweep) == 2 * 2 * 3 and (work / m.sweep_figure).stat().st_size > 1000
 
 
+def test_a_searched_hypothesis_runs_as_an_ordinary_scrub_stage(project):
+    """The search's most complex frontier hypothesis, copied into conf/hypothesis/ and added to the
+    defaults as its file says, runs as scrub@0-<name>; its % loss recovered on the search's
+    held-out half (from the scrub stage's per-sequence losses) is the search's number."""
+    work, _ = project
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    m = ModelPaths(params["model"]["dir"], 0)
+    frontier = pd.read_csv(work / m.search_frontier)
+    path = pd.read_csv(work / m.search_path)
+    assert list(path.phase[:1]) == ["start"] and len(frontier) >= 2
+    assert frontier.complexity.is_monotonic_increasing and frontier.selection.is_monotonic_increasing
+    row = frontier.iloc[-1]
+    text = (work / m.search_hypotheses / f"{row.hypothesis}.yaml").read_text()
+    assert f"hypothesis@hypotheses.{row.hypothesis}: {row.hypothesis}" in text
+    (work / "conf/hypothesis" / f"{row.hypothesis}.yaml").write_text(text)
+    config = (work / "conf/config.yaml").read_text().replace(
+        "  - hypothesis@hypotheses.bonus5: bonus5\n",
+        f"  - hypothesis@hypotheses.bonus5: bonus5\n  - hypothesis@hypotheses.{row.hypothesis}: {row.hypothesis}\n")
+    original_config = (work / "conf/config.yaml").read_text()
+    (work / "conf/config.yaml").write_text(config)
+    sh(sys.executable, "-m", "pipeline.config", "preset=tiny", "seeds=[0,1]", cwd=work)
+    sh("dvc", "repro", f"scrub@0-{row.hypothesis}", cwd=work)
+    (work / "conf/config.yaml").write_text(original_config)  # the next test expects the tiny pipeline as it was
+    sh(sys.executable, "-m", "pipeline.config", "preset=tiny", "seeds=[0,1]", cwd=work)
+    losses = pd.read_parquet(work / m.scrub_losses(row.hypothesis)).sort_values("seq_id")
+    search = params["search"]
+    _, heldout = halves(len(losses), search["selection_fraction"], search["selection_seed"])
+    held = losses.iloc[heldout].sum()
+    got = recovered(held.loss_sum_baseline, held.loss_sum_original, held.loss_sum_all)
+    assert got == pytest.approx(row.heldout, abs=1e-3)
+    # every hypothesis placed on the search's axes, with the figure
+    placed = pd.read_csv(work / m.search_placed)
+    assert set(placed.hypothesis) >= {"naive", "refined2", "bonus5"} and set(placed.standing) <= {"on", "below", "above"}
+    assert (work / m.search_figure).stat().st_size > 1000
+
+
 def test_changing_one_hypothesis_reruns_only_its_stage(project):
     work, _ = project
     params = yaml.safe_load((work / "params.yaml").read_text())
@@ -100,7 +138,8 @@ def test_changing_one_hypothesis_reruns_only_its_stage(project):
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = sh("dvc", "repro", cwd=work).stdout
     ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
-    assert ran == ["report", "scrub@0-refined2", "scrub@1-refined2"]
+    # and what places every hypothesis against the search's frontier; not the search
+    assert ran == ["frontier@0", "frontier@1", "report", "scrub@0-refined2", "scrub@1-refined2"]
     # the page's refined 2 table follows the new mask
     table = (work / "reports/index.html").read_text().split('id="hyp-refined2"')[1].split("</table>")[0]
     assert "split at <b>cur</b>" in table.split("<tr>")[3].split("</td>")[0]

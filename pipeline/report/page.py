@@ -10,7 +10,8 @@ assets) that a reviewer reads top to bottom.
 3. every model's roles and head scores, and the head views of the first model;
 4. the per-token breakdown of each scrub of the first model (top rows, link to the CSV);
 5. the mask sweep of the first model, and every model's sweep values side by side;
-6. the training curves and last evaluation of every model.
+6. the search of every model: its frontier, and where each hypothesis stands against it, in words;
+7. the training curves and last evaluation of every model.
 
 "The first model" is the first of `seeds` (seed0 by default): the page names its files.
 
@@ -449,7 +450,50 @@ def sweep_across(root: Path, models: list[ModelPaths], first_frame: pd.DataFrame
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. Training
+# 6. The search
+
+def standing_words(row: pd.Series) -> str:
+    """Where one hypothesis stands against the frontier, in words, from placed.csv's row."""
+    head = f"{row['name']} ({row['heldout']:.1f}% at complexity {row['complexity']})"
+    at = f"{row['frontier_heldout']:.1f}% ({row['frontier_ci_low']:.1f}–{row['frontier_ci_high']:.1f})"
+    gap = row["frontier_heldout"] - row["heldout"]
+    if row["standing"] == "below":
+        words = (f"is below the frontier by {gap:.1f} points: the search found {at} at complexity "
+                 f"{row['frontier_complexity']}")
+    elif row["standing"] == "above":
+        words = (f"is above the frontier by {-gap:.1f} points: the search's best at no more complexity is {at} "
+                 f"(complexity {row['frontier_complexity']}), so the greedy search missed it")
+    else:
+        words = (f"is on the frontier: its interval overlaps the search's {at} at complexity "
+                 f"{row['frontier_complexity']}")
+    match = row["simplest_match"]
+    if not pd.isna(match) and int(match) < row["complexity"]:
+        words += f"; the search matches its recovery from complexity {int(match)}"
+    return f"{head} {words}."
+
+
+def search(root: Path, models: list[ModelPaths], params: dict) -> dict:
+    cfg = params.get("search") or {}
+    out = {"objective": PARTS.get(cfg.get("objective", "all"), cfg.get("objective", "all")), "models": []}
+    for m in models:
+        frontier = read_csv(root, m.search_frontier)
+        placed = read_csv(root, m.search_placed)
+        summary = read_json(root, m.search_summary)
+        entry = {"name": m.name, "figure": figure(root, m.search_figure), "frontier_src": m.search_frontier,
+                 "placed_src": m.search_placed, "path_src": m.search_path, "summary_src": m.search_summary,
+                 "summary": summary, "frontier": None, "placed": None}
+        if frontier is not None:
+            entry["frontier"] = [{"i": i, **row, "file": f"{m.search_hypotheses}/{row['hypothesis']}.yaml"}
+                                 for i, row in frontier.iterrows()]
+        if placed is not None:
+            entry["placed"] = [{"i": i, **row, "words": standing_words(row)} for i, row in placed.iterrows()
+                               if row["hypothesis"] != "baseline"]
+        out["models"].append(entry)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Training
 
 TRAINING_COLUMNS = [("step", -1), ("train_loss", 3), ("prev_token", 3), ("same_token", 3), ("induction", 3),
                     ("repeat_gain", 2)]
@@ -490,5 +534,6 @@ def build(params: dict, metrics: dict[ModelPaths, dict[str, dict]], root: Path =
         heads=head_views(root, models),
         tokens=breakdowns(root, keys, first),
         sweep=sweep(root, models),
+        search=search(root, models, params),
         training=training(root, models),
     )
