@@ -22,10 +22,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from pydantic import TypeAdapter
+
 from pipeline import paths
+from pipeline.config.claims import Claims
 from pipeline.errors import ConfigError
 from pipeline.report.results import by_model_table, headline_table
+from pipeline.report.claims import markdown as claims_markdown
 from pipeline.report.summary import recovered_chart, recovered_figure, training_figure
+from pipeline.scrub.claims import Measured, ModelData, evaluate, needed, quantity_row
 from pipeline.stages import report
 from tests.helpers import ROOT
 
@@ -124,7 +129,37 @@ def make_root(root: Path, params: dict = PARAMS, optional: bool = True) -> Path:
             write(root, model.scrub_metrics(key), fake_metrics(key, rng))
         if optional:
             make_model_inputs(root, params, model, rng)
+    if optional:
+        claims = fake_claims(root, params)
+        write(root, paths.CLAIMS_JSON, claims)
+        write(root, paths.CLAIMS_MD, claims_markdown(claims))
     return root
+
+
+def fake_claims(root: Path, params: dict) -> dict:
+    """data/claims/claims.json as the claims stage writes it (pipeline/scrub/claims.py's evaluate),
+    on the fake metrics and sweep: each scrub quantity its metrics.json value and interval with a
+    made-up bootstrap distribution (so differences are paired), each sweep quantity its row."""
+    claims = TypeAdapter(Claims).validate_python(params["claims"])
+    models = []
+    for model in paths.models(params):
+        rng = np.random.default_rng(100 + model.seed)
+        sweep = pd.read_csv(root / model.sweep_csv, dtype={"offsets": str})
+        measured = {}
+        for q in needed(claims):
+            if q.kind == "scrub":
+                m = json.loads((root / model.scrub_metrics(q.hypothesis)).read_text())[q.part]
+                measured[q.text] = Measured(m["recovered"], m["ci_low"], m["ci_high"],
+                                            model.scrub_metrics(q.hypothesis), f"{q.part}/recovered",
+                                            dist=rng.normal(m["recovered"], 2.0, 200))
+            else:
+                part, offsets = quantity_row(q)
+                i = int(sweep.index[(sweep.part == part) & (sweep.offsets == offsets)][0])
+                measured[q.text] = Measured(sweep.recovered[i], sweep.ci_low[i], sweep.ci_high[i], model.sweep_csv,
+                                            f"{i}/recovered")
+        roles = json.loads((root / model.roles).read_text())
+        models.append(ModelData(model.name, measured, roles, model.roles))
+    return evaluate(claims, models, 200, 0)
 
 
 def make_model_inputs(root: Path, params: dict, model: paths.ModelPaths, rng) -> None:
@@ -283,6 +318,17 @@ def test_every_number_on_the_page_equals_its_file(site):
             assert (FIRST.sweep_csv, f"{row}/{field}") in shown
     assert (FIRST.scrub_metrics(KEYS[0]), "original_loss") in shown
     assert (FIRST.train_log, "9/train_loss") in shown
+    # the claims, first on the page: each verdict and measured difference from claims.json, each
+    # number a comparison used from its own file (one model: naive's V appears nowhere else)
+    claims = json.loads((root / paths.CLAIMS_JSON).read_text())["claims"]
+    for i, c in enumerate(claims):
+        assert (paths.CLAIMS_JSON, f"claims/{i}/verdicts/seed0") in shown
+        assert (paths.CLAIMS_JSON, f"claims/{i}/verdict") in shown
+        for j in range(len(c["comparisons"])):
+            for field in ("value", "ci_low", "ci_high", "verdict"):
+                assert (paths.CLAIMS_JSON, f"claims/{i}/comparisons/{j}/models/seed0/{field}") in shown
+    assert (FIRST.scrub_metrics("naive"), "v/recovered") in shown
+    assert page.index('<section id="claims">') < page.index('<section id="headline">')
     assert (FIRST.head_views, "example/attention_at_query/1.5/to_earlier_copy") in shown
     assert (FIRST.head_scores, "induction_score/5") in shown
 
@@ -375,7 +421,7 @@ def test_missing_optional_inputs_give_notices(tmp_path, monkeypatch):
     root = make_root(tmp_path, optional=False)
     page = run_report(root, monkeypatch)
     notices = re.findall(r'<p class="missing">not produced: <code>([^<]+)</code>', page)
-    for target in optional_inputs(FIRST):
+    for target in optional_inputs(FIRST) + [paths.CLAIMS_JSON]:
         if target != FIRST.head_scores:  # scores only annotate the roles, whose own notice stands for both
             assert target in notices, f"no notice for missing {target}"
     parsed = parse(page)
@@ -423,6 +469,7 @@ def test_headline_is_the_mean_and_min_max_across_models(tmp_path, monkeypatch):
     and part, results_by_model.csv each model's value and bootstrap interval."""
     params = copy.deepcopy(PARAMS2)
     params["hypotheses"] = {k: params["hypotheses"][k] for k in ("naive", "refined2")}
+    params["claims"] = {}  # they name the other hypotheses too
     root = tmp_path
     write(root, "params.yaml", yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
     values = {  # (model, key) → Q, K, V, All

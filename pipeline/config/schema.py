@@ -33,6 +33,7 @@ from pipeline.config.base import (
     invalid,
     number,
 )
+from pipeline.config.claims import Claims, check_claims
 from pipeline.config.heads import validate_roles
 from pipeline.config.hypothesis import Hypotheses, Hypothesis, Masked, check_heads
 from pipeline.config.recipe import check_model_dir
@@ -247,6 +248,7 @@ class Params(Section):
     scrub: Scrub
     sweep: Sweep
     report: Report
+    claims: Claims  # conf/claims/default.yaml (pipeline/config/claims.py)
     # conf/config.yaml's hook that runs this check during composition; the stages ignore it
     checked: Any = None
 
@@ -309,6 +311,7 @@ def check_across(params: Params) -> None:
                                       f"offset {max(head_spec.offsets)} is not cached: the layer-0 cache keeps "
                                       f"offsets < cache.n_offsets={cache.n_offsets}")
     check_sweep(params.sweep, cache.n_offsets, n_heads)
+    check_claims(params.claims, list(params.hypotheses), list(params.scrub.parts), params.sweep.max_offset)
 
 
 def check_sweep(sweep: Sweep, n_offsets: int, n_heads: int) -> None:
