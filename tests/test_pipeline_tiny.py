@@ -1,6 +1,7 @@
 """The whole pipeline, `dvc repro` on the tiny preset with two models (seeds 0 and 1), in a
-scratch copy of the project: every stage runs on every model, every hypothesis reports, and
-changing one hypothesis reruns only its stages (one per model) and the report."""
+scratch copy of the project: every stage runs on every model, every hypothesis reports, the
+claims are checked on both models, changing one hypothesis reruns only its stages (one per
+model), the claims and the report, and changing a claim only the claims and the report."""
 from __future__ import annotations
 
 import json
@@ -49,6 +50,7 @@ def test_every_stage_runs_and_reports(project):
     # the review page: every view produced (no "not produced" notice), every link there
     page = (work / "reports/index.html").read_text()
     assert "not produced" not in page and (work / "reports/training.png").stat().st_size > 1000
+    check_claims(work, params, models)
     for target in re.findall(r' (?:href|src)="([^"#][^"]*)"', page):
         assert (work / "reports" / target).resolve().exists(), target
     assert "up to date" in sh("dvc", "status", cwd=work).stdout
@@ -95,6 +97,29 @@ def check_model(work: Path, params: dict, m: ModelPaths) -> None:
     assert len(sweep) == 2 * 2 * 3 and (work / m.sweep_figure).stat().st_size > 1000
 
 
+def check_claims(work: Path, params: dict, models: list[ModelPaths]) -> None:
+    """The claims stage ran on every model with every claim of conf/claims/, a verdict each; a
+    single scrub's interval is exactly its metrics.json's (the scrub stage's own bootstrap draws)."""
+    doc = json.loads((work / "data/claims/claims.json").read_text())
+    assert doc["models"] == [m.name for m in models]
+    assert [c["key"] for c in doc["claims"]] == list(params["claims"])
+    singles = 0
+    for c in doc["claims"]:
+        assert c["verdict"] in ("holds", "fails", "inconclusive")
+        for comparison in c["comparisons"]:
+            for m in models:
+                r = comparison["models"][m.name]
+                assert r["ci_low"] <= r["value"] <= r["ci_high"] or r["method"] == "combined intervals"
+                if comparison["minus"] is None and r["inputs"][0]["file"].endswith("metrics.json"):
+                    part = comparison["value"].split(".")[1]
+                    metrics = json.loads((work / r["inputs"][0]["file"]).read_text())[part]
+                    assert (r["value"], r["ci_low"], r["ci_high"]) == (metrics["recovered"], metrics["ci_low"],
+                                                                       metrics["ci_high"])
+                    singles += 1
+    assert singles >= len(models)
+    assert "| claim | seed0 | seed1 | overall |" in (work / "reports/claims.md").read_text()
+
+
 def test_a_searched_hypothesis_runs_as_an_ordinary_scrub_stage(project):
     """The search's most complex frontier hypothesis, copied into conf/hypothesis/ and added to the
     defaults as its file says, runs as scrub@0-<name>; its % loss recovered on the search's
@@ -138,8 +163,21 @@ def test_changing_one_hypothesis_reruns_only_its_stage(project):
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = sh("dvc", "repro", cwd=work).stdout
     ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
-    # and what places every hypothesis against the search's frontier; not the search
-    assert ran == ["frontier@0", "frontier@1", "report", "scrub@0-refined2", "scrub@1-refined2"]
+    # and what checks the claims and places every hypothesis against the search's frontier; not the search
+    assert ran == ["claims", "frontier@0", "frontier@1", "report", "scrub@0-refined2", "scrub@1-refined2"]
     # the page's refined 2 table follows the new mask
     table = (work / "reports/index.html").read_text().split('id="hyp-refined2"')[1].split("</table>")[0]
     assert "split at <b>cur</b>" in table.split("<tr>")[3].split("</td>")[0]
+
+
+def test_changing_a_claim_reruns_only_the_claims_and_the_report(project):
+    work, _ = project
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["claims"]["naive_v"]["compare"][0]["above"] = 10
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
+    log = sh("dvc", "repro", cwd=work).stdout
+    ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
+    assert ran == ["claims", "report"]
+    doc = json.loads((work / "data/claims/claims.json").read_text())
+    assert doc["claims"][0]["comparisons"][0]["text"] == "naive.v > 10"
+    assert "naive.v &gt; 10" in (work / "reports/index.html").read_text()

@@ -22,10 +22,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from pydantic import TypeAdapter
+
 from pipeline import paths
+from pipeline.config.claims import Claims
 from pipeline.errors import ConfigError
 from pipeline.report.results import by_model_table, headline_table
+from pipeline.report.claims import markdown as claims_markdown
 from pipeline.report.summary import recovered_chart, recovered_figure, training_figure
+from pipeline.scrub.claims import Measured, ModelData, evaluate, needed, quantity_row
 from pipeline.stages import report
 from tests.helpers import ROOT
 
@@ -124,7 +129,37 @@ def make_root(root: Path, params: dict = PARAMS, optional: bool = True) -> Path:
             write(root, model.scrub_metrics(key), fake_metrics(key, rng))
         if optional:
             make_model_inputs(root, params, model, rng)
+    if optional:
+        claims = fake_claims(root, params)
+        write(root, paths.CLAIMS_JSON, claims)
+        write(root, paths.CLAIMS_MD, claims_markdown(claims))
     return root
+
+
+def fake_claims(root: Path, params: dict) -> dict:
+    """data/claims/claims.json as the claims stage writes it (pipeline/scrub/claims.py's evaluate),
+    on the fake metrics and sweep: each scrub quantity its metrics.json value and interval with a
+    made-up bootstrap distribution (so differences are paired), each sweep quantity its row."""
+    claims = TypeAdapter(Claims).validate_python(params["claims"])
+    models = []
+    for model in paths.models(params):
+        rng = np.random.default_rng(100 + model.seed)
+        sweep = pd.read_csv(root / model.sweep_csv, dtype={"offsets": str})
+        measured = {}
+        for q in needed(claims):
+            if q.kind == "scrub":
+                m = json.loads((root / model.scrub_metrics(q.hypothesis)).read_text())[q.part]
+                measured[q.text] = Measured(m["recovered"], m["ci_low"], m["ci_high"],
+                                            model.scrub_metrics(q.hypothesis), f"{q.part}/recovered",
+                                            dist=rng.normal(m["recovered"], 2.0, 200))
+            else:
+                part, offsets = quantity_row(q)
+                i = int(sweep.index[(sweep.part == part) & (sweep.offsets == offsets)][0])
+                measured[q.text] = Measured(sweep.recovered[i], sweep.ci_low[i], sweep.ci_high[i], model.sweep_csv,
+                                            f"{i}/recovered")
+        roles = json.loads((root / model.roles).read_text())
+        models.append(ModelData(model.name, measured, roles, model.roles))
+    return evaluate(claims, models, 200, 0)
 
 
 def make_model_inputs(root: Path, params: dict, model: paths.ModelPaths, rng) -> None:
@@ -150,12 +185,37 @@ def make_model_inputs(root: Path, params: dict, model: paths.ModelPaths, rng) ->
     write(root, model.train_log, [{"step": 250 * (i + 1), "train_loss": 5 - 0.1 * i + 0.01 * model.seed,
                                    "prev_token": 0.5 + 0.02 * i, "induction": 0.05 * i, "repeat_gain": 0.4 * i}
                                   for i in range(10)])
-    for figure in (model.sweep_figure, model.head_scores_figure, model.head_example_figure, model.relative_figure):
+    for figure in (model.sweep_figure, model.head_scores_figure, model.head_example_figure, model.relative_figure,
+                   model.search_figure):
         write(root, figure, PNG)
+    fake_search(root, params, model, rng)
     # seed0 loaded from a file, the others trained: the page names the file read and its digest
     write(root, model.source, {"source": "trained", "seed": model.seed} if model.seed else
           {"source": "redwood", "repo": "ArthurConmy/redwood_attn_2l", "file": "/hub/snapshots/abc/model_final.pth",
            "bytes": 104857600 + int(rng.integers(1000)), "sha256": f"{int(rng.integers(2**63)):064x}"})
+
+
+def fake_search(root: Path, params: dict, model: paths.ModelPaths, rng) -> None:
+    """The search and frontier stages' files: a frontier of three hypotheses (each with its file),
+    its path, and every hypothesis of params placed against it (one below, one on, one above)."""
+    frontier = pd.DataFrame({"complexity": [0, 3, 9], "heldout": [0.0, 60.0, 85.0], "ci_low": [-1.0, 57.0, 82.0],
+                             "ci_high": [1.0, 63.0, 88.0], "selection": [0.0, 61.0, 86.0], "on_path": [True] * 3,
+                             "hypothesis": [f"search_{model.name}_c{c}" for c in (0, 3, 9)],
+                             "kept": ["q: -; k: -; v: -", "q: embedding; k: 0.0[1]; v: embedding",
+                                      "q: embedding, 0.3; k: 0.0[1]; v: embedding"]})
+    write(root, model.search_frontier, frontier.to_csv(index=False))
+    for name in frontier.hypothesis:
+        write(root, f"{model.search_hypotheses}/{name}.yaml", "name: x\n")
+    write(root, model.search_path, frontier.assign(step=range(3), phase=["start", "forward", "forward"],
+                                                   change=["start", "a", "b"], candidates=[1, 40, 40]).to_csv(index=False))
+    standings = ["below", "on", "above"]
+    placed = [{"hypothesis": key, "name": key, "complexity": 20 + i, "in_space": True,
+               "heldout": [70.0, 84.0, 95.0][i % 3], "ci_low": [68.0, 81.0, 93.0][i % 3],
+               "ci_high": [72.0, 87.0, 97.0][i % 3], "frontier_complexity": 9, "frontier_heldout": 85.0,
+               "frontier_ci_low": 82.0, "frontier_ci_high": 88.0, "standing": standings[i % 3],
+               "simplest_match": [3, 9, None][i % 3]} for i, key in enumerate(params["hypotheses"])]
+    write(root, model.search_placed, pd.DataFrame(placed).to_csv(index=False))
+    write(root, model.search_summary, {"objective": "all"})
 
 
 def run_report(root: Path, monkeypatch) -> str:
@@ -283,6 +343,17 @@ def test_every_number_on_the_page_equals_its_file(site):
             assert (FIRST.sweep_csv, f"{row}/{field}") in shown
     assert (FIRST.scrub_metrics(KEYS[0]), "original_loss") in shown
     assert (FIRST.train_log, "9/train_loss") in shown
+    # the claims, first on the page: each verdict and measured difference from claims.json, each
+    # number a comparison used from its own file (one model: naive's V appears nowhere else)
+    claims = json.loads((root / paths.CLAIMS_JSON).read_text())["claims"]
+    for i, c in enumerate(claims):
+        assert (paths.CLAIMS_JSON, f"claims/{i}/verdicts/seed0") in shown
+        assert (paths.CLAIMS_JSON, f"claims/{i}/verdict") in shown
+        for j in range(len(c["comparisons"])):
+            for field in ("value", "ci_low", "ci_high", "verdict"):
+                assert (paths.CLAIMS_JSON, f"claims/{i}/comparisons/{j}/models/seed0/{field}") in shown
+    assert (FIRST.scrub_metrics("naive"), "v/recovered") in shown
+    assert page.index('<section id="claims">') < page.index('<section id="headline">')
     assert (FIRST.head_views, "example/attention_at_query/1.5/to_earlier_copy") in shown
     assert (FIRST.head_scores, "induction_score/5") in shown
 
@@ -326,6 +397,26 @@ def check_links(root: Path, page: str, models: list[paths.ModelPaths]) -> Page:
 def test_every_link_and_figure_exists(site):
     root, page = site
     check_links(root, page, [FIRST])
+
+
+def test_search_section_says_where_each_hypothesis_stands(site):
+    """The words follow placed.csv: below by the gap, on, above; the simplest match where it is
+    simpler; every frontier file linked."""
+    root, page = site
+    section = page.split('<section id="search">', 1)[1].split("</section>", 1)[0]
+    placed = pd.read_csv(root / FIRST.search_placed)
+    for row in placed.itertuples():
+        if row.hypothesis == "baseline":
+            continue
+        sentence = re.search(rf"<li>{re.escape(row.name)} \({row.heldout:.1f}% at complexity {row.complexity}\) ([^<]*)",
+                             section).group(1)
+        gap = 85.0 - row.heldout
+        expected = {"below": f"is below the frontier by {gap:.1f} points", "on": "is on the frontier",
+                    "above": f"is above the frontier by {-gap:.1f} points"}[row.standing]
+        assert sentence.startswith(expected), sentence
+        assert ("matches its recovery from complexity" in sentence) == (not pd.isna(row.simplest_match))
+    for name in pd.read_csv(root / FIRST.search_frontier).hypothesis:
+        assert f"{name}.yaml" in section
 
 
 def hypothesis_rows(page: str, key: str) -> dict[str, list[str]]:
@@ -375,7 +466,7 @@ def test_missing_optional_inputs_give_notices(tmp_path, monkeypatch):
     root = make_root(tmp_path, optional=False)
     page = run_report(root, monkeypatch)
     notices = re.findall(r'<p class="missing">not produced: <code>([^<]+)</code>', page)
-    for target in optional_inputs(FIRST):
+    for target in optional_inputs(FIRST) + [paths.CLAIMS_JSON]:
         if target != FIRST.head_scores:  # scores only annotate the roles, whose own notice stands for both
             assert target in notices, f"no notice for missing {target}"
     parsed = parse(page)
@@ -423,6 +514,7 @@ def test_headline_is_the_mean_and_min_max_across_models(tmp_path, monkeypatch):
     and part, results_by_model.csv each model's value and bootstrap interval."""
     params = copy.deepcopy(PARAMS2)
     params["hypotheses"] = {k: params["hypotheses"][k] for k in ("naive", "refined2")}
+    params["claims"] = {}  # they name the other hypotheses too
     root = tmp_path
     write(root, "params.yaml", yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
     values = {  # (model, key) → Q, K, V, All

@@ -145,6 +145,7 @@ def test_a_hypothesis_key_that_cannot_name_a_stage_is_refused(key):
     err = error_of(params)
     assert err.param == f"hypotheses.{key}" and "letters, digits, _ and - only" in str(err) and "\n" not in str(err)
     params["hypotheses"] = {"my-hyp_2": params["hypotheses"]["naive"]}
+    params["claims"] = {}  # the claims name the writeup's hypotheses (tests/test_claims.py)
     schema.check(params)
 
 

@@ -223,6 +223,7 @@ def test_the_report_lists_exactly_the_hypotheses_in_params(project):
     one_model(project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["hypotheses"] = {k: params["hypotheses"][k] for k in ("refined2", "naive")}  # naive removed… and reordered
+    params["claims"] = {}  # the claims name the removed hypotheses (a one-line error otherwise: tests/test_claims.py)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for key, value in (("naive", 50.0), ("refined2", 80.0), ("baseline", 0.0)):  # baseline: a folder left behind
         (project / f"data/scrub/seed0/{key}").mkdir(parents=True)
@@ -271,7 +272,7 @@ def test_a_failed_report_under_dvc_keeps_the_committed_report(project):
         (project / f"data/scrub/seed0/{key}/metrics.json").write_text(json.dumps(fake_metrics(key, 50.0)))
     # the page's other inputs, which DVC wants present: the committed run's (git-tracked) ones
     for name in ("data/heads/seed0/scores.json", "data/heads/seed0/views.json", "data/sweep/seed0/sweep.csv",
-                 "data/model/seed0/train_log.json", "data/model/seed0/model.pt"):
+                 "data/model/seed0/train_log.json", "data/model/seed0/model.pt", "data/claims/claims.json"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, project / name)
     (project / "data/heads/seed0/roles.json").write_text(json.dumps({"prev": "0.0", "self": [], "induction": ["1.5", "1.4"]}))

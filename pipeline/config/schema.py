@@ -33,6 +33,7 @@ from pipeline.config.base import (
     invalid,
     number,
 )
+from pipeline.config.claims import Claims, check_claims
 from pipeline.config.heads import validate_roles
 from pipeline.config.hypothesis import Hypotheses, Hypothesis, Masked, check_heads
 from pipeline.config.recipe import check_model_dir
@@ -249,6 +250,7 @@ class Params(Section):
     sweep: Sweep
     search: Search
     report: Report
+    claims: Claims  # conf/claims/default.yaml (pipeline/config/claims.py)
     # conf/config.yaml's hook that runs this check during composition; the stages ignore it
     checked: Any = None
 
@@ -312,6 +314,7 @@ def check_across(params: Params) -> None:
                                       f"offsets < cache.n_offsets={cache.n_offsets}")
     check_sweep(params.sweep, cache.n_offsets, n_heads)
     check_search(params.search, cache.n_offsets, n_heads)
+    check_claims(params.claims, list(params.hypotheses), list(params.scrub.parts), params.sweep.max_offset)
 
 
 def check_sweep(sweep: Sweep, n_offsets: int, n_heads: int) -> None:

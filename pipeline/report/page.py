@@ -1,6 +1,10 @@
 """The review page, reports/index.html: one static file (inline style, no scripts, no external
 assets) that a reviewer reads top to bottom.
 
+(in page order; the page numbers its sections from 1)
+
+0. the writeup's claims checked on every model (data/claims/claims.json, the claims stage): a
+   verdict table, then each claim's comparisons with the numbers they used, linked to their files;
 1. the headline table (every hypothesis × Q/K/V/All: the mean % recovered across the models of
    `seeds` and the spread reports/results.csv states: min–max across the models, or the
    one model's bootstrap interval) next to the writeup's numbers; with several models each
@@ -95,6 +99,35 @@ def read_csv(root: Path, target: str, **kwargs) -> pd.DataFrame | None:
     # Only an empty field is missing: token labels such as "NA" or "null" stay text.
     path = root / target
     return pd.read_csv(path, keep_default_na=False, na_values=[""], **kwargs) if path.exists() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# 0. Claims
+
+def claims(root: Path) -> dict:
+    """data/claims/claims.json for the claims section: the summary rows, each claim's comparisons
+    model by model, each number with the file and key it was read from (the inputs' own files)."""
+    src = paths.CLAIMS_JSON
+    doc = read_json(root, src)
+    out = {"src": src, "found": doc is not None, "md": figure(root, paths.CLAIMS_MD)}
+    if doc is None:
+        return out
+    blocks = []
+    for i, c in enumerate(doc["claims"]):
+        at = f"claims/{i}"
+        rows = []
+        for j, comparison in enumerate(c["comparisons"]):
+            for k, model in enumerate(doc["models"]):
+                r = comparison["models"][model]
+                rows.append({"first": k == 0, "text_key": f"{at}/comparisons/{j}/text", "text": comparison["text"],
+                             "model": model, "at": f"{at}/comparisons/{j}/models/{model}", "r": r,
+                             "inputs": [dict(x, at=f"{at}/comparisons/{j}/models/{model}/inputs/{n}")
+                                        for n, x in enumerate(r["inputs"])]})
+        blocks.append({"i": i, "at": at, "claim": c, "rows": rows,
+                       "reasons": [{"model": m, "at": f"{at}/reasons/{m}", "items": items}
+                                   for m, items in c["reasons"].items()]})
+    out.update(models=doc["models"], doc=doc, blocks=blocks)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,6 +560,7 @@ def build(params: dict, metrics: dict[ModelPaths, dict[str, dict]], root: Path =
     model = params.get("model", {})
     return ENV.get_template("base.html").render(
         keys=keys, params_file=PARAMS,
+        claims=claims(root),
         run={"source": str(model.get("source", "?")), "dir": str(model.get("dir", "")),
              "models": [m.name for m in models]},
         headline=headline(root, keys, models, metrics, params.get("report") or {}),

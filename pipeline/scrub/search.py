@@ -293,7 +293,7 @@ class Evaluator:
 
 
 class _PointBatch:
-    """Many points on one batch: each head's output per state, residuals, projections (each built
+    """Many points on one batch: the layer-0 heads' z per state, residuals, projections (each built
     once, dropped once no later point of the batch reads it)."""
 
     def __init__(self, evaluator: Evaluator, batch: Batch, points: list[Point], valid: np.ndarray):
@@ -304,27 +304,27 @@ class _PointBatch:
         queries = batch.positions["queries"]
         self.targets = torch.from_numpy(np.take_along_axis(evaluator.tokens[batch.index["clean"][:, :1].ravel()],
                                                            queries + 1, axis=1)).to(device)[self.valid]
-        self.heads_out: dict[tuple, torch.Tensor] = {}  # (state, where) → [batch, n, head, d_model]
-        self.embedded: dict[tuple, torch.Tensor] = {}   # (source, where) → [batch, n, d_model]
+        self.z: dict[tuple, torch.Tensor] = {}         # (state, where) → [batch, n, head, d_head]
+        self.embedded: dict[tuple, torch.Tensor] = {}  # (source, where) → [batch, n, d_model]
         # Residuals of states that several points read (a step's current point) are kept: a
-        # point one change away starts from one and swaps that change's pieces in.
+        # point one change away starts from one and adds that change's difference.
         self.state_uses = Counter(state for point in points for state in point)
         self.kept: dict[tuple, torch.Tensor] = {}
         self.uses = Counter((kind, state) for point in points for kind, state in zip("QKV", point))
         self.projected: dict[tuple, torch.Tensor] = {}
         self.normalized: dict[tuple, torch.Tensor] = {}
         self.pending = Counter((state, "queries" if kind == "Q" else "keys") for kind, state in self.uses)
+        self.W_O0 = evaluator.W_O0  # [head, d_head, d_model]
 
-    def head_outputs(self, state: State, where: str) -> torch.Tensor:
-        """Every layer-0 head's output z W_O in `state` at `where`: [batch, n, head, d_model]."""
-        if (state, where) not in self.heads_out:
+    def heads_z(self, state: State, where: str) -> torch.Tensor:
+        """Every layer-0 head's output before W_O in `state` at `where`: [batch, n, head, d_head]."""
+        if (state, where) not in self.z:
             if where == "queries":
-                self.heads_out[state, where] = _at(self.head_outputs(state, "keys"), self.batch.positions["queries"])
+                self.z[state, where] = _at(self.heads_z(state, "keys"), self.batch.positions["queries"])
             else:
                 every = list(range(self.evaluator.n_heads))
-                z = self.batch.heads_z(every, head_spec(state), "keys")  # [batch, n_k, head, d_head]
-                self.heads_out[state, where] = torch.einsum("bnhe,hed->bnhd", z, self.evaluator.W_O0)
-        return self.heads_out[state, where]
+                self.z[state, where] = self.batch.heads_z(every, head_spec(state), "keys")
+        return self.z[state, where]
 
     def embedding(self, source: str, where: str) -> torch.Tensor:
         if (source, where) not in self.embedded:
@@ -334,11 +334,8 @@ class _PointBatch:
             self.embedded[source, where] = F.embedding(tokens, self.model.W_E)
         return self.embedded[source, where]
 
-    def piece(self, state: InputState, slot: int, where: str) -> torch.Tensor:
-        return self.embedding(state[0], where) if slot == 0 else self.head_outputs(state[slot], where)[:, :, slot - 1]
-
     def residual(self, state: InputState, where: str) -> torch.Tensor:
-        """x^emb + Σ_h out_h + b_O of layer 0 at `where`: [batch, n, d_model]."""
+        """x^emb + Σ_h z_h W_O^h + b_O of layer 0 at `where`: [batch, n, d_model]."""
         if (state, where) in self.kept:
             return self.kept[state, where]
         near = [(base, [i for i, (a, b) in enumerate(zip(base, state)) if a != b])
@@ -348,12 +345,18 @@ class _PointBatch:
             base, slots = min(near, key=lambda item: len(item[1]))
             resid = self.kept[base, where].clone()
             for slot in slots:
-                resid += self.piece(state, slot, where)
-                resid -= self.piece(base, slot, where)
+                if slot == 0:
+                    resid += self.embedding(state[0], where) - self.embedding(base[0], where)
+                else:  # one head's difference: [batch, n, d_head] @ [d_head, d_model]
+                    h = slot - 1
+                    resid += (self.heads_z(state[slot], where)[:, :, h] - self.heads_z(base[slot], where)[:, :, h]) \
+                        @ self.W_O0[h]
         else:
-            resid = self.embedding(state[0], where) + self.model.blocks[0].attn.b_O
-            for slot in range(1, len(state)):
-                resid += self.piece(state, slot, where)
+            # each head's z from its state, then one matrix multiply for all heads (as the engine)
+            z = torch.stack([self.heads_z(s, where)[:, :, h] for h, s in enumerate(state[1:])], dim=2)
+            resid = z.flatten(2) @ self.evaluator.weights.W_O0
+            resid += self.embedding(state[0], where)
+            resid += self.model.blocks[0].attn.b_O
         if self.state_uses[state] > 1:
             self.kept[state, where] = resid
         return resid

@@ -1,42 +1,11 @@
-"""Loss summaries: mean over scored positions, % loss recovered, bootstrap intervals."""
+"""Loss summaries: mean over scored positions, % loss recovered, bootstrap intervals (the
+resampling itself is pipeline/scrub/bootstrap.py's, shared with the claims stage)."""
 from __future__ import annotations
 
-import numpy as np
-
+from pipeline.scrub.bootstrap import bootstrap_means, interval, recovered
 from pipeline.scrub.engine import Losses
 
-BOOTSTRAP_CHUNK = 100
-
-
-def recovered(baseline: float, original: float, scrubbed: float) -> float:
-    """(L_baseline - L_scrubbed) / (L_baseline - L_original) · 100; may leave [0, 100]."""
-    return 100.0 * (baseline - scrubbed) / (baseline - original)
-
-
-def bootstrap_means(loss_sums: dict[str, np.ndarray], count: np.ndarray, samples: int,
-                    seed: int) -> dict[str, np.ndarray]:
-    """Mean loss per scored position of each named array of per-sequence loss sums [seq], under
-    `samples` bootstrap resamplings of the sequences [sample]. All names share each resampling
-    (paired), and the same seed and sequence count give the same resamplings: numbers from
-    separate calls are paired too. count [seq]: scored positions per sequence."""
-    n_seq = len(count)
-    rng = np.random.default_rng(seed)
-    boot: dict[str, list[np.ndarray]] = {name: [] for name in loss_sums}
-    # Resampling weights in chunks of samples, so memory stays bounded however many sequences
-    # there are; the generator draws row by row, so the chunks give the same draws as one call.
-    for start in range(0, samples, BOOTSTRAP_CHUNK):
-        size = min(BOOTSTRAP_CHUNK, samples - start)
-        weights = rng.multinomial(n_seq, np.full(n_seq, 1.0 / n_seq), size=size).astype(np.float64)  # [sample, seq]
-        counts = weights @ count
-        for name, sums in loss_sums.items():
-            boot[name].append((weights @ sums) / counts)
-    return {name: np.concatenate(chunks) for name, chunks in boot.items()}
-
-
-def interval(dist: np.ndarray) -> tuple[float, float]:
-    """The bootstrap 95% interval of a distribution [sample]."""
-    lo, hi = np.percentile(dist, [2.5, 97.5])
-    return float(lo), float(hi)
+__all__ = ["recovered", "summarize"]
 
 
 def summarize(losses: dict[str, Losses], parts: list[str], n_positions: int, samples: int, seed: int) -> dict:
@@ -60,5 +29,5 @@ def summarize(losses: dict[str, Losses], parts: list[str], n_positions: int, sam
         point = recovered(baseline.mean(), original.mean(), losses[part].mean())
         dist = recovered(boot["baseline"], boot["original"], boot[part])
         lo, hi = interval(dist)
-        out[part] = {"loss": losses[part].mean(), "recovered": float(point), "ci_low": lo, "ci_high": hi}
+        out[part] = {"loss": losses[part].mean(), "recovered": float(point), "ci_low": float(lo), "ci_high": float(hi)}
     return out

@@ -26,7 +26,7 @@ from pipeline.errors import ConfigError
 from pipeline.outputs import atomic_path, run_stage
 from pipeline.report.search import search_figure
 from pipeline.scrub.search import from_hypothesis, halves, hypothesis_complexity
-from pipeline.scrub.stats import bootstrap_means, interval, recovered
+from pipeline.scrub.bootstrap import bootstrap_means, interval, recovered
 from pipeline.weights.checkpoint import load_checkpoint
 
 COLUMNS = ["hypothesis", "name", "complexity", "in_space", "heldout", "ci_low", "ci_high", "frontier_complexity",

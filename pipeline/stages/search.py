@@ -39,7 +39,7 @@ from pipeline.scrub.search import (
     references,
     to_hypothesis,
 )
-from pipeline.scrub.stats import bootstrap_means, interval, recovered
+from pipeline.scrub.bootstrap import bootstrap_means, interval, recovered
 
 PATH_COLUMNS = ["step", "phase", "change", "complexity", "heldout", "ci_low", "ci_high", "selection", "candidates",
                 "hypothesis"]

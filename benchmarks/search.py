@@ -1,0 +1,123 @@
+"""The search stage's speed: points scored per minute, each point against its FLOP bound, and the
+whole default search of a model.
+
+    python benchmarks/search.py                 # one forward step from naive, on the selection half
+    python benchmarks/search.py --batch-sizes 16 32 64 --threads 1
+    python benchmarks/search.py --full          # the whole search stage of the first model, timed
+
+Reads the default pipeline's outputs for its first model (run `dvc repro` first). A step's points
+are every change of one piece of `naive` (all of Q's, K's and V's moves), scored in one
+`Evaluator.loss_sums` call as the search does. The bound of a point counts the matrix multiplies
+that point alone needs once the step's shared pieces exist: its changed residual (one head's
+z W_O difference at the positions its input reads), the induction heads' projection of it (keys
+or values at every key position, queries at the scored ones), attention, W_O and the unembedding
+at the scored positions. `--full` runs `python -m pipeline.stages.search SEED` as a process in a
+scratch folder that links to the pipeline's inputs (nothing under data/ changes) and reports its
+time and peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench import gemm_rate  # noqa: E402
+from pipeline.config.schema import check  # noqa: E402
+from pipeline.paths import ModelPaths  # noqa: E402
+from pipeline.scrub.inputs import load_inputs  # noqa: E402
+from pipeline.scrub.search import INPUTS, Evaluator, Space, from_hypothesis, halves  # noqa: E402
+
+
+def point_bound(kind: str, n_k: np.ndarray, scored: np.ndarray, attended: np.ndarray, cfg, n_induction: int) -> float:
+    """FLOPs one point of the step needs beyond what the step shares (module docstring).
+    n_k, scored, attended: per sequence, key positions, scored positions and Σ (t + 1) over them."""
+    e, d, V, heads = cfg.d_head, cfg.d_model, cfg.d_vocab, n_induction
+    n = scored if kind == "q" else n_k
+    residual = 2 * n * e * d                 # one head's difference through W_O
+    project = 2 * n * d * heads * e
+    layer1 = 4 * attended * e * heads + 2 * scored * heads * e * d + 2 * scored * d * V
+    return float((residual + project + layer1).sum())
+
+
+def step(params: dict, batch_sizes: list[int], threads: int) -> None:
+    torch.set_num_threads(threads)
+    target = ModelPaths(params["model"]["dir"], params["seeds"][0])
+    inputs = load_inputs(target)
+    typed = check(params)
+    cfg = inputs.model.cfg
+    space = Space(typed.search, cfg.n_heads, inputs.roles, inputs.cache["diag"].shape[-1])
+    selection, _ = halves(len(inputs.tokens), typed.search.selection_fraction, typed.search.selection_seed)
+    start = from_hypothesis(typed.hypotheses["naive"], inputs.roles, cfg.n_heads)
+    moves = space.moves(start, forward=True)
+    points = [start] + [point for _, point in moves]
+    kinds = [change.split()[0] for change, _ in moves]
+
+    mask = inputs.scored[inputs.tokens[selection, :-1]]
+    scored = mask.sum(axis=1).astype(np.float64)
+    n_k = np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0).astype(np.float64)
+    attended = (mask * (np.arange(mask.shape[1]) + 1)).sum(axis=1).astype(np.float64)
+    flops = sum(point_bound(kind, n_k, scored, attended, cfg, len(inputs.roles["induction"])) for kind in kinds)
+    rate = gemm_rate(threads)
+    torch.set_num_threads(threads)
+    print(f"model {target.name}: {len(selection)} selection sequences, {int(scored.sum())} scored positions; "
+          f"a forward step from naive: {len(points)} points ({', '.join(f'{kinds.count(i)} {i}' for i in INPUTS)})")
+    print(f"fp32 GEMM {rate:.0f} GFLOP/s on {threads} thread(s); the step's bound {flops / 1e9:.0f} GFLOP = "
+          f"{flops / rate / 1e9:.1f} s")
+    for batch_size in batch_sizes:
+        evaluator = Evaluator(inputs.model, inputs.cache, inputs.tokens, inputs.other, inputs.scored, inputs.roles,
+                              batch_size=batch_size)
+        evaluator.loss_sums(points[:2], selection[:batch_size])  # warm: the cache's pages, the allocator
+        began = time.perf_counter()
+        evaluator.loss_sums(points, selection)
+        seconds = time.perf_counter() - began
+        print(f"batch {batch_size:3d}: {seconds:6.1f} s, {len(points) / seconds * 60:5.0f} points per minute, "
+              f"{seconds / (flops / rate / 1e9):4.1f} × bound")
+
+
+def full(params: dict, threads: int) -> None:
+    """The search stage as a process, in a scratch folder linking to the inputs."""
+    target = ModelPaths(params["model"]["dir"], params["seeds"][0])
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for path in ("data/tokens/sequences.parquet", "data/pairing/pairing.parquet",
+                     "data/whitelist/whitelist.parquet", target.checkpoint, target.roles, target.cache_l0):
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).symlink_to(ROOT / path)
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        began = time.perf_counter()
+        run = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "pipeline.stages.search",
+                              str(target.seed)], cwd=work, capture_output=True, text=True,
+                             env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"})
+        seconds = time.perf_counter() - began
+        if run.returncode:
+            sys.exit(run.stderr[-2000:])
+        rss = int(run.stderr.strip().splitlines()[-1]) / 1024
+        print(run.stdout.strip().splitlines()[-1])
+        print(f"the search stage of {target.name}: {seconds:.0f} s, peak RSS {rss:.0f} MiB ({threads} threads)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--full", action="store_true", help="time the whole search stage of the first model")
+    args = parser.parse_args()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if args.full:
+        full(params, args.threads)
+    else:
+        step(params, args.batch_sizes, args.threads)
+
+
+if __name__ == "__main__":
+    main()
