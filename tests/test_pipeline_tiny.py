@@ -149,7 +149,8 @@ def test_a_searched_hypothesis_runs_as_an_ordinary_scrub_stage(project):
     _, heldout = halves(len(losses), search["selection_fraction"], search["selection_seed"])
     held = losses.iloc[heldout].sum()
     got = recovered(held.loss_sum_baseline, held.loss_sum_original, held.loss_sum_all)
-    assert got == pytest.approx(row.heldout, abs=1e-3)
+    # float32 sums in another batching; the tiny model's small baseline − original gap magnifies them
+    assert got == pytest.approx(row.heldout, rel=1e-4, abs=1e-3)
     # every hypothesis placed on the search's axes, with the figure
     placed = pd.read_csv(work / m.search_placed)
     assert set(placed.hypothesis) >= {"naive", "refined2", "bonus5"} and set(placed.standing) <= {"on", "below", "above"}
