@@ -25,9 +25,18 @@ def search_figure(frontier: pd.DataFrame, path: pd.DataFrame, placed: pd.DataFra
     err = np.clip([shown.heldout - shown.ci_low, shown.ci_high - shown.heldout], 0, None)
     ax.errorbar(shown.complexity, shown.heldout, yerr=err, color="tab:red", marker="s", linestyle="none", capsize=3,
                 label="the writeup's hypotheses (held-out half)")
-    for row in shown.itertuples():
-        ax.annotate(row.name, (row.complexity, row.heldout), textcoords="offset points", xytext=(6, -10),
-                    fontsize=8, color="tab:red")
+    # labels to the right, pushed apart vertically where points are close (refined 4 and bonus 5
+    # sit one unit apart), each joined to its point by a thin line
+    span = max(1.0, float(frontier.complexity.max()), float(shown.complexity.max()) if len(shown) else 1.0)
+    placed_labels: list[tuple[float, float]] = []
+    for row in shown.sort_values("heldout").itertuples():
+        y = row.heldout
+        for x0, y0 in placed_labels:
+            if abs(x0 - row.complexity) < 0.12 * span and y < y0 + 5:
+                y = y0 + 5
+        placed_labels.append((row.complexity, y))
+        ax.annotate(row.name, (row.complexity, row.heldout), xytext=(row.complexity + 0.02 * span, y - 1.5),
+                    fontsize=8, color="tab:red", arrowprops={"arrowstyle": "-", "color": "tab:red", "lw": 0.5})
     ax.axhline(100, color="grey", linewidth=0.8, linestyle="--")
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xlabel("complexity (kept pieces: docs/hypotheses.md, search.cost)")
