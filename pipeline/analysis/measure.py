@@ -24,7 +24,6 @@ import copy
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 
 from pipeline.model import AttnOnlyTransformer
 
@@ -53,11 +52,26 @@ def batches(n: int, batch_size: int) -> Iterator[slice]:
 
 
 @torch.no_grad()
-def attention_patterns(model: AttnOnlyTransformer, tokens: torch.Tensor) -> list[torch.Tensor]:
-    """Attention patterns [batch, head, query_pos, key_pos] of every layer, from the forward pass
-    stopped before the unembedding (no [batch, pos, d_vocab] logits are formed)."""
-    _, cache = model.run_with_cache(tokens, stop_at_layer=model.cfg.n_layers)
-    return [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(model.cfg.n_layers)]
+def attention_patterns(model: AttnOnlyTransformer, tokens: torch.Tensor, n_layers: int | None = None,
+                       ) -> list[torch.Tensor]:
+    """Attention patterns [batch, head, query_pos, key_pos] of the first `n_layers` layers (all when
+    None), from the forward pass stopped there: no [batch, pos, d_vocab] logits are formed."""
+    n_layers = model.cfg.n_layers if n_layers is None else n_layers
+    _, cache = model.run_with_cache(tokens, stop_at_layer=n_layers)
+    return [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(n_layers)]
+
+
+def next_token_losses(model: AttnOnlyTransformer, resid: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of model.unembed's logits of the final residual resid [batch, pos, d_model]
+    against targets [batch, pos]: [batch, pos]. The logits are one [batch·pos, d_vocab] matrix
+    (addmm: no second copy for the bias) and the log-sum-exp is taken in place, max-shifted as
+    torch's is: one batch's logits are the only tensor of vocabulary size, held once."""
+    normalized = model.ln_final(resid).flatten(0, 1)  # [batch·pos, d_model]
+    logits = torch.addmm(model.b_U, normalized, model.W_U)  # [batch·pos, d_vocab]
+    target = logits.gather(1, targets.reshape(-1, 1))[:, 0]  # [batch·pos]
+    top = logits.max(dim=1, keepdim=True).values  # [batch·pos, 1]
+    total = logits.sub_(top).exp_().sum(dim=1)  # Σ exp(logit - max)
+    return (total.log_() + top[:, 0] - target).view(targets.shape)
 
 
 @torch.no_grad()
@@ -94,15 +108,17 @@ def measure_heads(model: AttnOnlyTransformer, heldout: torch.Tensor, repeated: t
     n_induction = n_first = n_second = 0
     for part in batches(len(repeated), batch_size):
         tokens = repeated[part]  # [batch, 1 + 2·length]
-        pattern = attention_patterns(model, tokens)[1]
+        # One pass on all positions: patterns and residuals at positions < 2·length do not depend
+        # on the last token (causal attention), so the losses read them from the same pass.
+        resid, cache = model.run_with_cache(tokens, stop_at_layer=n_layers)  # [batch, 1 + 2·length, d_model]
+        pattern = cache["blocks.1.attn.hook_pattern"]  # [batch, head, q, k]
+        del cache
         # query 1+length+i (second copy of R[i]) → key 2+i (the token after the first copy of R[i]);
         # diagonal index j is query j + length - 1, so the second copy starts at index 2
         at_target = pattern.diagonal(offset=-(length - 1), dim1=-2, dim2=-1)[..., 2:]  # [batch, head, length]
         induction += at_target.sum(dim=(0, -1))
         n_induction += at_target.shape[0] * at_target.shape[-1]
-        logits = model(tokens[:, :-1])  # [batch, pos, d_vocab]: this batch's only
-        losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")  # [batch, pos]
-        del logits
+        losses = next_token_losses(model, resid[:, :-1], tokens[:, 1:])  # [batch, 2·length]
         # losses[:, p] predicts position p + 1; R[0] after BEGIN and at the start of the second
         # copy cannot be predicted from an earlier occurrence: both left out (as in scores.py)
         first += float(losses[:, 1:length].sum())

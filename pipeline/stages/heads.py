@@ -108,8 +108,8 @@ def write_views(target: paths.ModelPaths, model, cfg: dict, scores: dict, roles:
         raise ConfigError("heads.views.max_offset", f"{max_offset} must be below the {heldout.shape[1]} positions "
                                                     f"of a held-out sequence (BEGIN + sequences.seq_len)")
     # the mean over sequences of each batch's mean: every sequence has the same queries
-    relative = sum(relative_attention(attention_patterns(model, heldout[part])[0], max_offset) * len(heldout[part])
-                   for part in batches(len(heldout), batch_size)) / len(heldout)  # [head, offset]
+    relative = sum(relative_attention(attention_patterns(model, heldout[part], n_layers=1)[0], max_offset)
+                   * len(heldout[part]) for part in batches(len(heldout), batch_size)) / len(heldout)  # [head, offset]
     n_heads = relative.shape[0]
     rows = [(f"0.{h}", k, float(relative[h, k])) for h in range(n_heads) for k in range(max_offset + 1)]
     with atomic_path(target.relative_attention) as tmp:
