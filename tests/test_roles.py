@@ -6,22 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-import torch
-import yaml
 
 from pipeline.analysis.roles import propose_roles, resolve_roles
-from pipeline.data.tokenizer import train_bpe
 from pipeline.errors import ConfigError
-from pipeline.model import AttnOnlyTransformer, ModelConfig
-from pipeline.weights.checkpoint import save_checkpoint
+from pipeline.model import ModelConfig
 from tests.helpers import ROOT
+from tests.helpers.heads_stage import THRESHOLDS, heads_project
 from tests.helpers.shell import one_thread, sh
 
-CFG = {"min_previous_token_score": 0.3, "min_same_token_score": 0.3, "max_self_heads": 3,
-       "min_induction_score": 0.1}
+CFG = THRESHOLDS
 MODEL = ModelConfig(d_vocab=10, n_ctx=16, n_heads=8, n_layers=2)
 NULL = {"prev": None, "self": None, "induction": None}
 
@@ -130,32 +124,6 @@ def test_an_unknown_role():
 
 
 # --- the heads stage -----------------------------------------------------------------------------
-
-def heads_project(tmp: Path, roles: dict) -> Path:
-    """A small random model, 4 sequences and params.yaml: what the heads stage reads."""
-    torch.manual_seed(0)
-    (tmp / "data/model/seed0").mkdir(parents=True)
-    (tmp / "data/tokens").mkdir(parents=True)
-    save_checkpoint(AttnOnlyTransformer(ModelConfig(d_vocab=40, n_ctx=32, d_model=32, n_heads=4, d_head=8)),
-                    tmp / "data/model/seed0/model.pt")
-    rng = np.random.default_rng(0)
-    # each sequence repeats its first ten tokens, so the head views find an example
-    halves = [rng.permutation(np.arange(2, 40))[:10] for _ in range(4)]
-    tokens = [np.concatenate([[0], half, half, [5]]) for half in halves]
-    pd.DataFrame({"seq_id": range(4), "doc_id": ["d"] * 4, "offset": [0] * 4, "tokens": tokens}).to_parquet(
-        tmp / "data/tokens/sequences.parquet", index=False)
-    (tmp / "data/tokens/meta.json").write_text(json.dumps({"begin_id": 0, "end_id": 1, "d_vocab": 40}))
-    train_bpe(["the cat sat on the mat, and the dog sat on the log."] * 20, 300).save(
-        str(tmp / "data/tokens/tokenizer.json"))
-    (tmp / "data/whitelist").mkdir(parents=True)
-    pd.DataFrame({"token": np.arange(40), "whitelisted": True}).to_parquet(tmp / "data/whitelist/whitelist.parquet")
-    params = {"seeds": [0], "model": {"source": "file", "dir": "data/model", "file": "data/model/seed0/model.pt"},
-              "roles": roles,
-              "heads": {**CFG, "heldout_sequences": 4, "repeat_length": 10, "repeat_sequences": 4,
-                        "views": {"max_offset": 4, "window": 16, "seed": 0}}}
-    (tmp / "params.yaml").write_text(yaml.safe_dump(params))
-    return tmp
-
 
 def run_heads(cwd: Path) -> subprocess.CompletedProcess:
     return sh(sys.executable, "-m", "pipeline.stages.heads", "0", cwd=cwd, env=one_thread(PYTHONPATH=str(ROOT)),

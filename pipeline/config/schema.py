@@ -200,6 +200,7 @@ class Heads(Section):
     views: Views
     repeat_length: Count
     repeat_sequences: Count
+    batch_size: Count  # sequences through the model at once: bounds the stage's memory
 
 
 class Cache(Section):

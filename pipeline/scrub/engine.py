@@ -94,8 +94,10 @@ def build_cache(model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int
 
 
 # A cache at most this large may stay resident: releasing its pages after every batch costs more
-# (the madvise, then page faults when the partner reads the same rows again) than it saves.
-RELEASE_LIMIT = 1 << 30
+# (the madvise, then page faults when the partner reads the same rows again) than it saves. Half a
+# GiB: the default run's cache (0.38 GiB) stays; at Redwood's vocabulary a batch's own memory is
+# near 1 GiB, so a 1 GiB resident cache put a scrub over 2 GB around 3,000 sequences.
+RELEASE_LIMIT = 1 << 29
 
 
 def _release(cache: dict) -> None:
@@ -103,7 +105,7 @@ def _release(cache: dict) -> None:
     read, which would otherwise stay resident until the scrub held the whole cache, and the freed
     heap, which glibc keeps (fragmented by batches of growing shapes) unless asked to trim. Only
     for a cache larger than RELEASE_LIMIT."""
-    if sum(array.nbytes for array in cache.values()) <= RELEASE_LIMIT:
+    if cache_bytes(cache) <= RELEASE_LIMIT:
         return
     for array in cache.values():
         mapping = getattr(array, "_mmap", None)
@@ -111,6 +113,11 @@ def _release(cache: dict) -> None:
             mapping.madvise(mmap.MADV_DONTNEED)
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
+
+
+def cache_bytes(cache: dict) -> int:
+    """The whole cache's size: every array of it."""
+    return sum(array.nbytes for array in cache.values())
 
 
 def _libc():
@@ -162,7 +169,9 @@ class Batch:
         if memo_key not in self.memo:
             pos = self.positions[where]  # [batch, n]
             seq = np.take_along_axis(self.index[source], pos, axis=1)
-            out = _gather(self.cache[key], seq, np.maximum(pos - shift, 0), source not in FIXED_SOURCES, heads).float()
+            # scattered: the cache as a whole, not this array, sets what one batch may map
+            scattered = source not in FIXED_SOURCES and cache_bytes(self.cache) > SCATTERED_MMAP_LIMIT
+            out = _gather(self.cache[key], seq, np.maximum(pos - shift, 0), scattered, heads).float()
             if shift:
                 out[torch.from_numpy(pos < shift)] = 0
             self.memo[memo_key] = out.to(self.device)
@@ -236,16 +245,17 @@ class Batch:
 
 # A read through a memory map also maps up to 64 KiB around each page it touches (the kernel's
 # fault-around): fine for whole rows, but a resampled source reads one element of a random row at
-# each position, and a batch of such reads would map gigabytes of a large cache. Past this size,
-# scattered reads of a memory-mapped cache are plain file reads instead.
-SCATTERED_MMAP_LIMIT = 1 << 30
+# each position, and a batch of such reads would map gigabytes of a large cache. Past this size of
+# the whole cache, scattered reads of a memory-mapped cache are plain file reads instead (the same
+# size as RELEASE_LIMIT: a cache released after each batch is then never mapped whole within one).
+SCATTERED_MMAP_LIMIT = RELEASE_LIMIT
 
 
 def _gather(array, seq: np.ndarray, pos: np.ndarray, scattered: bool = False,
             heads: tuple[int, ...] | None = None) -> torch.Tensor:
     """array[seq, pos] (or array[seq, pos, heads]) for index arrays [batch, n]; a memory-mapped
-    array reads only those rows, or with `scattered` on a large file only those elements."""
-    if scattered and isinstance(array, np.memmap) and array.nbytes > SCATTERED_MMAP_LIMIT:
+    array reads only those rows, or with `scattered` only those elements."""
+    if scattered and isinstance(array, np.memmap):
         out = torch.from_numpy(_read_elements(array, seq, pos))
         return out if heads is None else out[:, :, list(heads)]
     # torch's indexing, not numpy's: ~2-3x faster on these scattered reads (numpy's fancy
