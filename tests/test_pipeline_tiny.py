@@ -15,6 +15,7 @@ import yaml
 from pipeline.analysis.breakdown import COLUMNS as BREAKDOWN_COLUMNS
 from pipeline.config.hypothesis import parse_hypothesis
 from pipeline.data.sequences import load_sequences
+from pipeline.outputs import rounded
 from pipeline.paths import ModelPaths
 from pipeline.scrub.inputs import resampler_classes
 from tests.helpers.project import scratch_project
@@ -56,6 +57,7 @@ def check_model(work: Path, params: dict, m: ModelPaths) -> None:
     """One model's heads, scrubs and sweep."""
     for key in params["hypotheses"]:
         metrics = json.loads((work / m.scrub_metrics(key)).read_text())
+        assert metrics == rounded(metrics)  # six significant digits (docs/reproducibility.md)
         assert metrics["baseline_loss"] > 0 and metrics["original_loss"] > 0
         for part in ("q", "k", "v", "all"):
             assert metrics[part]["ci_low"] <= metrics[part]["recovered"] <= metrics[part]["ci_high"]
@@ -64,8 +66,10 @@ def check_model(work: Path, params: dict, m: ModelPaths) -> None:
         positions = pd.read_parquet(work / m.scrub_positions(key))
         for (part, _), rows in table.groupby(["part", "group"]):
             assert rows["count"].sum() == len(positions)
-            # The groups' means, weighted by their counts, give back the part's loss in metrics.json.
-            assert (rows.loss_scrubbed * rows["count"]).sum() / len(positions) == pytest.approx(metrics[part]["loss"])
+            # The groups' means, weighted by their counts, give back the part's loss in metrics.json
+            # (each written to six significant digits).
+            assert (rows.loss_scrubbed * rows["count"]).sum() / len(positions) == pytest.approx(metrics[part]["loss"],
+                                                                                                rel=1e-5)
     # bonus 5's typicality class per scored position, as the resampler's rules give it.
     positions = pd.read_parquet(work / m.scrub_positions("bonus5"))
     hypothesis = parse_hypothesis("bonus5", params["hypotheses"]["bonus5"])
@@ -93,14 +97,17 @@ def check_model(work: Path, params: dict, m: ModelPaths) -> None:
     assert len(sweep) == 2 * 2 * 3 and (work / m.sweep_figure).stat().st_size > 1000
 
 
+def stages_run(log: str) -> list[str]:
+    return sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
+
+
 def test_changing_one_hypothesis_reruns_only_its_stage(project):
     work, _ = project
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["hypotheses"]["refined2"]["q"]["heads"]["all"]["mask"] = "cur"
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = sh("dvc", "repro", cwd=work).stdout
-    ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
-    assert ran == ["report", "scrub@0-refined2", "scrub@1-refined2"]
+    assert stages_run(log) == ["report", "scrub@0-refined2", "scrub@1-refined2"]
     # the page's refined 2 table follows the new mask
     table = (work / "reports/index.html").read_text().split('id="hyp-refined2"')[1].split("</table>")[0]
     assert "split at <b>cur</b>" in table.split("<tr>")[3].split("</td>")[0]
