@@ -1,10 +1,12 @@
 """The whole pipeline, `dvc repro` on the tiny preset with two models (seeds 0 and 1), in a
-scratch copy of the project: every stage runs on every model, every hypothesis reports, and
-changing one hypothesis reruns only its stages (one per model) and the report."""
+scratch copy of the project: every stage runs on every model, every hypothesis reports, a fresh
+clone on another (emulated) CPU rebuilds the same bytes and numbers within the rebuild check's
+tolerance, and changing one hypothesis reruns only its stages (one per model) and the report."""
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from pipeline.outputs import rounded
 from pipeline.paths import ModelPaths
 from pipeline.scrub.inputs import resampler_classes
 from tests.helpers.project import scratch_project
-from tests.helpers.shell import sh
+from tests.helpers.shell import emulated_avx2, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +101,60 @@ def check_model(work: Path, params: dict, m: ModelPaths) -> None:
 
 def stages_run(log: str) -> list[str]:
     return sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
+
+
+def held_by_git(clone: Path) -> dict[str, bytes]:
+    """Every file git tracks in `clone`, by path."""
+    names = sh("git", "ls-files", "-z", cwd=clone).stdout.split("\0")
+    return {name: (clone / name).read_bytes() for name in names if name}
+
+
+def test_a_fresh_clone_on_another_cpu_rebuilds_the_same_bytes(project, tmp_path):
+    """The tiny run committed to git (all but DVC's cache and the outputs kept there), then cloned
+    and rebuilt on another CPU, emulated (tests/helpers/shell.py: torch's and numpy's AVX2 kernels
+    where the machine has AVX-512) with two threads where the first run had one. `dvc repro` reruns
+    exactly the stages whose outputs a clone lacks (corpus, tokenize, whitelist, pairing, the
+    layer-0 caches); their bytes come out as before, so nothing downstream reruns and `git status`
+    is clean. Then every stage after the models reruns on that CPU (`-f`): the float32 scrubs
+    move in the last bits, and `python -m pipeline.report.compare` finds every committed number
+    within its tolerance."""
+    work, _ = project
+    source = tmp_path / "source"
+    shutil.copytree(work, source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(source / ".dvc/cache")
+    shutil.rmtree(source / ".dvc/tmp", ignore_errors=True)
+    from dvc.repo import Repo
+
+    with Repo(str(source)) as repo:
+        cached = {stage.name: [Path(out.fs_path).relative_to(source).as_posix() for out in stage.outs
+                                     if out.use_cache] for stage in repo.index.stages}
+    cached = {stage: outs for stage, outs in cached.items() if outs}
+    # as the project's .gitignore: downloads stay out of git (a clone is given them below)
+    ignored = ["__pycache__/", "/.dvc/cache/", "/.dvc/tmp/", "/data/external/",
+               *(f"/{out}" for outs in cached.values() for out in outs)]
+    (source / ".gitignore").write_text("\n".join(ignored) + "\n")
+    sh("git", "init", "-q", cwd=source)
+    sh("git", "add", "-A", cwd=source)
+    sh("git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-q", "-m", "tiny run", cwd=source)
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(source), str(clone), cwd=tmp_path)
+    shutil.copytree(source / "data/external", clone / "data/external")
+    committed = held_by_git(clone)
+
+    other_cpu = emulated_avx2(OMP_NUM_THREADS="2")
+    log = sh("dvc", "repro", cwd=clone, env=other_cpu).stdout
+    assert stages_run(log) == sorted(cached)
+    assert {"corpus", "whitelist", "cache_l0@0", "cache_l0@1"} <= set(cached)
+    assert sh("git", "status", "--porcelain", cwd=clone).stdout == ""
+    assert held_by_git(clone) == committed
+
+    log = sh("dvc", "repro", "-f", "--downstream", "whitelist", "pairing", "cache_l0@0", "cache_l0@1", cwd=clone,
+             env=other_cpu).stdout
+    assert "report" in stages_run(log) and not any(stage.startswith("model@") for stage in stages_run(log))
+    check = sh(sys.executable, "-m", "pipeline.report.compare", cwd=clone, env=other_cpu, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "largest difference" in check.stdout
+    print(check.stdout)  # the largest difference, in the test's report (pytest -rA)
 
 
 def test_changing_one_hypothesis_reruns_only_its_stage(project):

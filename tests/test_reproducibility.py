@@ -1,6 +1,6 @@
 """The same bytes on every CPU (docs/reproducibility.md): a last-bit change upstream of what the
-whitelist and the layer-0 cache write does not reach their bytes, and numbers are written at the
-stated precision.
+whitelist and the layer-0 cache write does not reach their bytes, numbers are written at the
+stated precision, and only stages with CPU-stable outputs keep them out of git.
 
 Another CPU changes a float64 result in its last bits (numpy's log and exp, torch's softmax and
 matrix multiplies); here the same change is made by hand, one ulp up or down at random, so the
@@ -145,3 +145,18 @@ def test_a_change_below_the_precision_leaves_the_written_json():
     rng = np.random.default_rng(0)
     values = rng.uniform(0, 100, size=1000)
     assert json.dumps(rounded(values.tolist())) == json.dumps(rounded(nudged(values, rng).tolist()))
+
+
+# --- what a fresh clone rebuilds ---------------------------------------------------------------------
+
+def test_only_stages_with_cpu_stable_outputs_keep_them_out_of_git():
+    """A fresh clone has only what git holds: it reruns exactly the stages with an output in DVC's
+    cache. Those are the ones whose bytes do not depend on the CPU (the tests above); every stage
+    after them (heads, scrubs, sweeps, the report) keeps all of its outputs in git, so it is found up
+    to date and nothing committed is rewritten."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        stages = {stage.addressing.split("@")[0] for stage in repo.index.stages
+                  if any(out.use_cache for out in stage.outs)}
+    assert stages == {"corpus", "tokenize", "whitelist", "pairing", "cache_l0"}
