@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import numbers
 import os
 import re
 import shutil
@@ -46,6 +48,29 @@ def atomic_path(final: Path | str) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+# How many significant digits a float keeps in the text files of numbers that go into git (a
+# scrub's metrics.json, the whitelist's summary.json, the sweep's and breakdown's CSVs;
+# docs/reproducibility.md). Finer than what the rebuild check (pipeline.report.compare) tolerates,
+# rtol 1e-5, so that a rounding in the last digit never fails it; coarser than what the float32
+# engine changes between CPUs (~5e-8 relative in a scrub's metrics), so that a rerun on another CPU
+# rewrites most numbers byte for byte.
+SIGNIFICANT_DIGITS = 6
+CSV_FLOAT_FORMAT = f"%.{SIGNIFICANT_DIGITS}g"
+
+
+def rounded(obj: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
+    """`obj` with every finite float (also inside dicts, lists and tuples) rounded to `digits`
+    significant digits, as `%.{digits}g` prints it: decimal rounding of the float's exact value,
+    the same on every machine. Integers, booleans, strings, NaN and infinities are left as they are."""
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(rounded(v, digits) for v in obj)
+    if isinstance(obj, numbers.Real) and not isinstance(obj, numbers.Integral) and math.isfinite(obj):
+        return float(f"{float(obj):.{digits}g}")
+    return obj
 
 
 def write_json(path: Path | str, obj: Any) -> None:

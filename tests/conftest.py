@@ -34,8 +34,8 @@ def sequences() -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def model_roles() -> dict:
-    """The committed model's own head roles (the heads@0 stage's roles.json; a fresh clone has no
-    DVC cache, so that stage and its upstream ones are rerun, ~30 s)."""
+    """The committed model's own head roles (the heads@0 stage's roles.json, committed; in a
+    checkout without it, that stage and its upstream ones are rerun, ~30 s)."""
     if not ROLES.exists():
         subprocess.run(["dvc", "repro", "heads@0"], cwd=ROOT, check=True)
     return json.loads(ROLES.read_text())

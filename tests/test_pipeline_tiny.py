@@ -1,11 +1,14 @@
 """The whole pipeline, `dvc repro` on the tiny preset with two models (seeds 0 and 1), in a
 scratch copy of the project: every stage runs on every model, every hypothesis reports, the
-claims are checked on both models, changing one hypothesis reruns only its stages (one per
-model), the claims and the report, and changing a claim only the claims and the report."""
+claims are checked on both models, a searched hypothesis runs as an ordinary scrub, a fresh
+clone on another (emulated) CPU rebuilds the same bytes and numbers within the rebuild check's
+tolerance, changing one hypothesis reruns only its stages (one per model), the claims, the
+frontier stages and the report, and changing a claim only the claims and the report."""
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,12 +19,13 @@ import yaml
 from pipeline.analysis.breakdown import COLUMNS as BREAKDOWN_COLUMNS
 from pipeline.config.hypothesis import parse_hypothesis
 from pipeline.data.sequences import load_sequences
+from pipeline.outputs import rounded
 from pipeline.paths import ModelPaths
 from pipeline.scrub.inputs import resampler_classes
 from pipeline.scrub.search import halves
 from pipeline.scrub.stats import recovered
 from tests.helpers.project import scratch_project
-from tests.helpers.shell import sh
+from tests.helpers.shell import emulated_avx2, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +64,7 @@ def check_model(work: Path, params: dict, m: ModelPaths) -> None:
     """One model's heads, scrubs and sweep."""
     for key in params["hypotheses"]:
         metrics = json.loads((work / m.scrub_metrics(key)).read_text())
+        assert metrics == rounded(metrics)  # six significant digits (docs/reproducibility.md)
         assert metrics["baseline_loss"] > 0 and metrics["original_loss"] > 0
         for part in ("q", "k", "v", "all"):
             assert metrics[part]["ci_low"] <= metrics[part]["recovered"] <= metrics[part]["ci_high"]
@@ -68,8 +73,10 @@ def check_model(work: Path, params: dict, m: ModelPaths) -> None:
         positions = pd.read_parquet(work / m.scrub_positions(key))
         for (part, _), rows in table.groupby(["part", "group"]):
             assert rows["count"].sum() == len(positions)
-            # The groups' means, weighted by their counts, give back the part's loss in metrics.json.
-            assert (rows.loss_scrubbed * rows["count"]).sum() / len(positions) == pytest.approx(metrics[part]["loss"])
+            # The groups' means, weighted by their counts, give back the part's loss in metrics.json
+            # (each written to six significant digits).
+            assert (rows.loss_scrubbed * rows["count"]).sum() / len(positions) == pytest.approx(metrics[part]["loss"],
+                                                                                                rel=1e-5)
     # bonus 5's typicality class per scored position, as the resampler's rules give it.
     positions = pd.read_parquet(work / m.scrub_positions("bonus5"))
     hypothesis = parse_hypothesis("bonus5", params["hypotheses"]["bonus5"])
@@ -157,15 +164,72 @@ def test_a_searched_hypothesis_runs_as_an_ordinary_scrub_stage(project):
     assert (work / m.search_figure).stat().st_size > 1000
 
 
+def stages_run(log: str) -> list[str]:
+    return sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
+
+
+def held_by_git(clone: Path) -> dict[str, bytes]:
+    """Every file git tracks in `clone`, by path."""
+    names = sh("git", "ls-files", "-z", cwd=clone).stdout.split("\0")
+    return {name: (clone / name).read_bytes() for name in names if name}
+
+
+def test_a_fresh_clone_on_another_cpu_rebuilds_the_same_bytes(project, tmp_path):
+    """The tiny run committed to git (all but DVC's cache and the outputs kept there), then cloned
+    and rebuilt on another CPU, emulated (tests/helpers/shell.py: torch's and numpy's AVX2 kernels
+    where the machine has AVX-512) with two threads where the first run had one. `dvc repro` reruns
+    exactly the stages whose outputs a clone lacks (corpus, tokenize, whitelist, pairing, the
+    layer-0 caches); their bytes come out as before, so nothing downstream reruns and `git status`
+    is clean. Then every stage after the models reruns on that CPU (`-f`): the float32 scrubs
+    move in the last bits, and `python -m pipeline.report.compare` finds every committed number
+    within its tolerance."""
+    work, _ = project
+    source = tmp_path / "source"
+    shutil.copytree(work, source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.rmtree(source / ".dvc/cache")
+    shutil.rmtree(source / ".dvc/tmp", ignore_errors=True)
+    from dvc.repo import Repo
+
+    with Repo(str(source)) as repo:
+        cached = {stage.name: [Path(out.fs_path).relative_to(source).as_posix() for out in stage.outs
+                                     if out.use_cache] for stage in repo.index.stages}
+    cached = {stage: outs for stage, outs in cached.items() if outs}
+    # as the project's .gitignore: downloads stay out of git (a clone is given them below)
+    ignored = ["__pycache__/", "/.dvc/cache/", "/.dvc/tmp/", "/data/external/",
+               *(f"/{out}" for outs in cached.values() for out in outs)]
+    (source / ".gitignore").write_text("\n".join(ignored) + "\n")
+    sh("git", "init", "-q", cwd=source)
+    sh("git", "add", "-A", cwd=source)
+    sh("git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-q", "-m", "tiny run", cwd=source)
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(source), str(clone), cwd=tmp_path)
+    shutil.copytree(source / "data/external", clone / "data/external")
+    committed = held_by_git(clone)
+
+    other_cpu = emulated_avx2(OMP_NUM_THREADS="2")
+    log = sh("dvc", "repro", cwd=clone, env=other_cpu).stdout
+    assert stages_run(log) == sorted(cached)
+    assert {"corpus", "whitelist", "cache_l0@0", "cache_l0@1"} <= set(cached)
+    assert sh("git", "status", "--porcelain", cwd=clone).stdout == ""
+    assert held_by_git(clone) == committed
+
+    log = sh("dvc", "repro", "-f", "--downstream", "whitelist", "pairing", "cache_l0@0", "cache_l0@1", cwd=clone,
+             env=other_cpu).stdout
+    assert "report" in stages_run(log) and not any(stage.startswith("model@") for stage in stages_run(log))
+    check = sh(sys.executable, "-m", "pipeline.report.compare", cwd=clone, env=other_cpu, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "largest difference" in check.stdout
+    print(check.stdout)  # the largest difference, in the test's report (pytest -rA)
+
+
 def test_changing_one_hypothesis_reruns_only_its_stage(project):
     work, _ = project
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["hypotheses"]["refined2"]["q"]["heads"]["all"]["mask"] = "cur"
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = sh("dvc", "repro", cwd=work).stdout
-    ran = sorted(line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage"))
     # and what checks the claims and places every hypothesis against the search's frontier; not the search
-    assert ran == ["claims", "frontier@0", "frontier@1", "report", "scrub@0-refined2", "scrub@1-refined2"]
+    assert stages_run(log) == ["claims", "frontier@0", "frontier@1", "report", "scrub@0-refined2", "scrub@1-refined2"]
     # the page's refined 2 table follows the new mask
     table = (work / "reports/index.html").read_text().split('id="hyp-refined2"')[1].split("</table>")[0]
     assert "split at <b>cur</b>" in table.split("<tr>")[3].split("</td>")[0]

@@ -119,20 +119,22 @@ def test_matches_a_plain_python_loop(seed):
     docs = random_corpus(rng, d_vocab)
     beta, smoothing = float(rng.uniform(0.2, 2)), float(rng.uniform(0.01, 1))
     special = [0]
-    # A threshold between the middle two distinct gains, so that both decisions occur and are
-    # checked, and no gain sits on the threshold where rounding could flip it.
-    gains = np.unique(np.round([bl - hl for _, bl, hl, _ in
-                                slow_stats(docs, d_vocab, special, beta, 0.0, smoothing).values()], 9))
-    k = len(gains) // 2
-    threshold = float(gains[k - 1] + gains[k]) / 2
+    # A threshold in the widest gap between distinct gains, so that both decisions occur and are
+    # checked, and no gain sits within the stored precision (1e-6 nats) of the threshold.
+    gains = np.unique([bl - hl for _, bl, hl, _ in slow_stats(docs, d_vocab, special, beta, 0.0, smoothing).values()])
+    k = int(np.argmax(np.diff(gains)))
+    assert gains[k + 1] - gains[k] > 1e-4
+    threshold = float(gains[k] + gains[k + 1]) / 2
     fast = token_stats(docs, d_vocab, special, beta, threshold, smoothing).set_index("token")
     slow = slow_stats(docs, d_vocab, special, beta, threshold, smoothing)
     assert set(fast.index[fast["count"] > 0]) == set(slow)
     assert {keep for *_, keep in slow.values()} == {True, False}
     for a, (count, bl, hl, keep) in slow.items():
         assert fast.loc[a, "count"] == count
-        assert fast.loc[a, "bigram_loss"] == pytest.approx(bl, rel=1e-9)
-        assert fast.loc[a, "heuristic_loss"] == pytest.approx(hl, rel=1e-9)
+        # stored at 6 decimals of a nat: within half a unit of the exact mean
+        assert fast.loc[a, "bigram_loss"] == pytest.approx(bl, rel=0, abs=5e-7 + 1e-12)
+        assert fast.loc[a, "heuristic_loss"] == pytest.approx(hl, rel=0, abs=5e-7 + 1e-12)
+        assert fast.loc[a, "gain"] == np.round(fast.loc[a, "bigram_loss"] - fast.loc[a, "heuristic_loss"], 6)
         assert fast.loc[a, "whitelisted"] == keep
     assert not fast.loc[fast["count"] == 0, "whitelisted"].any()
 

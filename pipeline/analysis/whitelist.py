@@ -11,6 +11,14 @@ For every adjacent pair A→B inside a training document:
 Both losses are averaged per token A over all its occurrences; A is whitelisted when
 mean bigram loss − mean heuristic loss ≥ threshold. With m = n = 0 the two losses are equal, so
 only occurrences with an earlier copy of A in the document move the gain.
+
+The same bytes on every CPU: counts are exact integers; losses are float64, and numpy's log and
+exp differ between CPUs in their last bits (its AVX-512 loops against its AVX2 ones on the default
+corpus: 5 of 3,744 means differ, by up to 2.7e-15 nats). The means are therefore rounded to
+LOSS_DECIMALS decimals of a nat, and the gain is the difference of the rounded means, rounded
+again, before the threshold decides and before anything is written. A last-bit difference changes
+a stored value only when a mean lies that close to a rounding boundary: 6e-9 changed values
+expected per pair of CPUs (docs/reproducibility.md).
 """
 from __future__ import annotations
 
@@ -20,6 +28,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError
+
+# The precision (decimals of a nat) at which the per-token losses and gains are stored and decided.
+LOSS_DECIMALS = 6
 
 
 def check_params(beta: float, threshold: float, smoothing: float) -> None:
@@ -93,14 +104,20 @@ def pair_losses(a: np.ndarray, b: np.ndarray, m: np.ndarray, n: np.ndarray, d_vo
     return bigram, heuristic
 
 
+def stored_loss(x: np.ndarray) -> np.ndarray:
+    """x rounded to LOSS_DECIMALS decimals (NaN stays NaN). Multiply, round to integer, divide: exact
+    IEEE operations, the same on every CPU."""
+    return np.round(np.asarray(x, dtype=np.float64), LOSS_DECIMALS)
+
+
 def token_stats(docs: Sequence[np.ndarray], d_vocab: int, special: Iterable[int], beta: float,
                 threshold: float, smoothing: float) -> pd.DataFrame:
     """Per-token whitelist stats over the training documents `docs` (token ids, no BEGIN).
 
     One row per vocabulary id: token, count (occurrences of the token as A, i.e. followed by a
-    token in its document), bigram_loss, heuristic_loss (means over those occurrences; NaN when
-    count is 0), gain = bigram_loss − heuristic_loss, whitelisted (gain ≥ threshold and not a
-    special token).
+    token in its document), bigram_loss, heuristic_loss (means over those occurrences, rounded to
+    LOSS_DECIMALS; NaN when count is 0), gain = bigram_loss − heuristic_loss (rounded likewise),
+    whitelisted (gain ≥ threshold and not a special token).
 
     No minimum count of A: rare tokens barely weigh in the scored positions. On the default
     Brown corpus (2048-token BPE, β = 1, threshold 0.1) every whitelisted token occurs at least 5
@@ -114,9 +131,9 @@ def token_stats(docs: Sequence[np.ndarray], d_vocab: int, special: Iterable[int]
 
     count = np.bincount(a, minlength=d_vocab)
     with np.errstate(invalid="ignore", divide="ignore"):  # tokens never seen as A: NaN
-        bigram_mean = np.bincount(a, weights=bigram, minlength=d_vocab) / count
-        heuristic_mean = np.bincount(a, weights=heuristic, minlength=d_vocab) / count
-    gain = bigram_mean - heuristic_mean
+        bigram_mean = stored_loss(np.bincount(a, weights=bigram, minlength=d_vocab) / count)
+        heuristic_mean = stored_loss(np.bincount(a, weights=heuristic, minlength=d_vocab) / count)
+    gain = stored_loss(bigram_mean - heuristic_mean)  # the rounded means' difference is not on the grid
     whitelisted = np.nan_to_num(gain, nan=-np.inf) >= threshold
     whitelisted[[s for s in special if 0 <= s < d_vocab]] = False
     return pd.DataFrame({

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import mmap
 import os
 import warnings
+from copy import deepcopy
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,21 +69,46 @@ def cache_shapes(model: AttnOnlyTransformer, n_seq: int, n_pos: int, n_offsets: 
     return {"v": (n_seq, n_pos, h, e), "z": (n_seq, n_pos, h, e), "diag": (n_seq, n_pos, h, n_offsets)}
 
 
+def float64_layer0(model: AttnOnlyTransformer) -> AttnOnlyTransformer:
+    """A float64 copy of the model's layer 0 (the embeddings and block 0), to run with
+    stop_at_layer=1. Later blocks and the unembedding are dropped: a large vocabulary's W_U is not
+    doubled."""
+    layer0 = deepcopy(model)
+    del layer0.blocks[1:]
+    layer0.W_U = layer0.b_U = None
+    layer0.cfg = dataclasses.replace(model.cfg, n_layers=1)
+    return layer0.to(torch.float64)
+
+
 @torch.no_grad()
 def fill_cache(out: dict, model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int, batch_size: int,
                progress: bool = True, device: str | torch.device = "cpu") -> None:
     """Write the cache of every sequence, batch by batch, into `out` (arrays shaped as
     `cache_shapes` says: tensors, numpy arrays, or files written in order). tokens [seq, pos + 1]: inputs and the last
-    target; only the inputs are run."""
-    model = model.to(device)
+    target; only the inputs are run.
+
+    Layer 0 is computed in float64, then rounded to each array's dtype, so that the stored bytes do
+    not depend on the CPU's matrix-multiply and softmax kernels: they change a float64 result in its
+    last bits (up to 4e-15 measured), which moves a rounded value only when it lies that close to a
+    rounding boundary. For the default float16 cache of three models (6·10^8 values) that is ~1e-4
+    changed values expected per pair of CPUs; a float32 cache, ~1 (docs/reproducibility.md)."""
+    layer0 = float64_layer0(model).to(device)
     for start in tqdm(range(0, len(tokens), batch_size), desc="cache layer 0", unit="batch", disable=not progress):
-        batch = layer0_cache(model, tokens[start : start + batch_size, :-1].to(device), n_offsets)
+        batch = layer0_cache(layer0, tokens[start : start + batch_size, :-1].to(device), n_offsets)
         for key, value in batch.items():
             target = out[key]
+            # torch's float64 → float16 goes through float32 (two roundings): the same on every
+            # machine, and one path for all three kinds of target
+            value = value.to(_torch_dtype(target.dtype)).cpu()
             if isinstance(target, torch.Tensor):
-                target[start : start + len(value)] = value.to(target.dtype)
+                target[start : start + len(value)] = value
             else:  # a numpy array or a file being written
-                target[start : start + len(value)] = value.cpu().numpy()
+                target[start : start + len(value)] = value.numpy()
+
+
+def _torch_dtype(dtype) -> torch.dtype:
+    """torch's dtype for a torch or numpy dtype."""
+    return dtype if isinstance(dtype, torch.dtype) else torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
 
 
 def build_cache(model: AttnOnlyTransformer, tokens: torch.Tensor, n_offsets: int, batch_size: int,

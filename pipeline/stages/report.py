@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pipeline import paths
 from pipeline.config.load import load_params
-from pipeline.outputs import atomic_path, run_stage
+from pipeline.outputs import CSV_FLOAT_FORMAT, atomic_path, run_stage
 from pipeline.paths import ModelPaths
 from pipeline.report import page
 from pipeline.report.results import by_model_table, collect, headline_table, markdown
@@ -51,10 +51,11 @@ def main() -> None:
     collected = collect([ModelPaths(params.model.dir, seed) for seed in params.seeds], list(params.hypotheses))
     by_model = by_model_table(collected, cfg.reference)
     headline = headline_table(by_model)
+    # the metrics' precision (docs/reproducibility.md), not more
     with atomic_path(paths.RESULTS_BY_MODEL_CSV) as tmp:
-        by_model.to_csv(tmp, index=False, float_format="%.4f")
+        by_model.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
     with atomic_path(paths.RESULTS_CSV) as tmp:
-        headline.to_csv(tmp, index=False, float_format="%.4f")
+        headline.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
     text = markdown(headline, by_model, collected, cfg.reference_losses.model_dump())
     with atomic_path(paths.RESULTS_MD) as tmp:
         tmp.write_text(text)

@@ -28,7 +28,7 @@ from pipeline.config.hypothesis import check_heads
 from pipeline.config.load import load_params, model_argument
 from pipeline.device import resolve_device
 from pipeline.errors import ConfigError
-from pipeline.outputs import atomic_path, run_stage, write_json
+from pipeline.outputs import CSV_FLOAT_FORMAT, atomic_path, rounded, run_stage, write_json
 from pipeline.scrub.engine import scrub_losses
 from pipeline.scrub.inputs import load_inputs, resampled_draws, resampler_classes
 from pipeline.scrub.stats import summarize
@@ -82,8 +82,9 @@ def main() -> None:
     tokenizer = Tokenizer.from_file(paths.TOKENIZER)
     table = breakdown(positions, token_labels(np.unique(positions["token"]), tokenizer))
     with atomic_path(target.scrub_breakdown(key)) as tmp:
-        table.to_csv(tmp, index=False)
-    write_json(target.scrub_metrics(key), metrics)
+        table.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
+    # at the precision docs/reproducibility.md states: a rerun on another CPU rewrites the same bytes
+    write_json(target.scrub_metrics(key), rounded(metrics))
     print(json.dumps({p: round(metrics[p]["recovered"], 1) for p in parts}),
           f"original {metrics['original_loss']:.4f}, baseline {metrics['baseline_loss']:.4f}")
 

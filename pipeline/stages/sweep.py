@@ -22,7 +22,7 @@ import sys
 from pipeline.config.load import load_params, model_argument
 from pipeline.config.schema import check_sweep
 from pipeline.device import resolve_device
-from pipeline.outputs import atomic_path, run_stage
+from pipeline.outputs import CSV_FLOAT_FORMAT, atomic_path, rounded, run_stage
 from pipeline.report.figures import sweep_figure
 from pipeline.scrub.inputs import load_inputs, resampled_draws
 from pipeline.scrub.sweep import sweep
@@ -43,8 +43,10 @@ def main() -> None:
     frame = sweep(model, cache, tokens, other, cfg.form, roles, scored, cfg.max_offset,
                   batch_size=scrub_cfg.batch_size, bootstrap_samples=scrub_cfg.bootstrap_samples,
                   seed=scrub_cfg.seed, resampled=resampled, device=resolve_device(params.device))
+    # the figure is drawn from the numbers as written (docs/reproducibility.md's precision)
+    frame = frame.map(rounded)
     with atomic_path(target.sweep_csv) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        frame.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
     sweep_figure(frame, target.sweep_figure)
 
 

@@ -3,7 +3,9 @@
 Counted on the training documents; the share of positions is measured on the experiment
 sequences' input positions (tokens[:, :-1], BEGIN included), the positions the scrubs score.
 Outputs in data/whitelist/: whitelist.parquet (one row per vocabulary id: token, count,
-bigram_loss, heuristic_loss, gain, whitelisted) and summary.json (a DVC metrics file).
+bigram_loss, heuristic_loss, gain, whitelisted; losses in nats at 6 decimals) and summary.json (a
+DVC metrics file: counts, and shares of counts at 6 significant digits). Both are the same bytes on
+every CPU (docs/reproducibility.md).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pipeline.analysis.whitelist import summarize, token_stats
 from pipeline.config.load import load_params
 from pipeline.data.sequences import load_sequences
 from pipeline.errors import ConfigError
-from pipeline.outputs import atomic_path, run_stage, write_json
+from pipeline.outputs import atomic_path, rounded, run_stage, write_json
 
 
 def main() -> None:
@@ -37,7 +39,7 @@ def main() -> None:
                           f"({summary['count']} tokens whitelisted); lower the threshold")
     with atomic_path(paths.WHITELIST) as tmp:
         stats.to_parquet(tmp, index=False)
-    write_json(paths.WHITELIST_SUMMARY, summary)
+    write_json(paths.WHITELIST_SUMMARY, rounded(summary))
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
 
 
