@@ -21,6 +21,7 @@ from pipeline.config.hypothesis import parse_hypothesis
 from pipeline.data.sequences import load_sequences
 from pipeline.outputs import rounded
 from pipeline.paths import ModelPaths
+from pipeline.report.compare import compare
 from pipeline.scrub.inputs import resampler_classes
 from pipeline.scrub.search import halves
 from pipeline.scrub.stats import recovered
@@ -181,8 +182,8 @@ def test_a_fresh_clone_on_another_cpu_rebuilds_the_same_bytes(project, tmp_path)
     exactly the stages whose outputs a clone lacks (corpus, tokenize, whitelist, pairing, the
     layer-0 caches); their bytes come out as before, so nothing downstream reruns and `git status`
     is clean. Then every stage after the models reruns on that CPU (`-f`): the float32 scrubs
-    move in the last bits, and `python -m pipeline.report.compare` finds every committed number
-    within its tolerance."""
+    move in the last bits, every loss stays within the rebuild check's tolerance, and
+    `python -m pipeline.report.compare` passes (with a wider one, see below)."""
     work, _ = project
     source = tmp_path / "source"
     shutil.copytree(work, source, ignore=shutil.ignore_patterns("__pycache__"))
@@ -216,7 +217,15 @@ def test_a_fresh_clone_on_another_cpu_rebuilds_the_same_bytes(project, tmp_path)
     log = sh("dvc", "repro", "-f", "--downstream", "whitelist", "pairing", "cache_l0@0", "cache_l0@1", cwd=clone,
              env=other_cpu).stdout
     assert "report" in stages_run(log) and not any(stage.startswith("model@") for stage in stages_run(log))
-    check = sh(sys.executable, "-m", "pipeline.report.compare", cwd=clone, env=other_cpu, check=False)
+    # Losses within the default tolerance. % recovered is (baseline − scrubbed) / (baseline −
+    # original): the tiny model learns no induction, its baseline and original losses nearly agree,
+    # and the ratio (in the thousands) multiplies the float32 differences (4e-4 relative seen), so
+    # the command runs with rtol 1e-2; on the default models the default tolerance holds
+    # (docs/reproducibility.md).
+    losses = [d for d in compare("HEAD", clone) if d.key.endswith("loss") and not d.file.startswith("data/model")]
+    assert len(losses) > 100 and max(d.size for d in losses) <= 1, max(losses, key=lambda d: d.size)
+    check = sh(sys.executable, "-m", "pipeline.report.compare", "--rtol", "1e-2", cwd=clone, env=other_cpu,
+               check=False)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "largest difference" in check.stdout
     print(check.stdout)  # the largest difference, in the test's report (pytest -rA)

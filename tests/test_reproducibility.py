@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-import pipeline.analysis.whitelist as whitelist
-import pipeline.scrub.engine as engine
+from pipeline.analysis import whitelist
 from pipeline.outputs import SIGNIFICANT_DIGITS, rounded
+from pipeline.scrub import engine
 from pipeline.scrub.cache import write_cache
 from tests.helpers import ROOT
 
