@@ -50,8 +50,9 @@ GPT2_EOT = 50256  # between documents, as GPT-2's own training text has it
 PUBLISHED = {**CONFIG, "d_model": 256, "d_head": 32}  # redwood_attn_2l's config.json as published
 
 # Read by every Python process the benchmark starts (PYTHONPATH): at exit, one JSON line with the
-# process's command line, its start and end, and its peak RSS. VmHWM, not getrusage: a child's
-# ru_maxrss would start from the RSS of the process it was forked from.
+# process's command line, its start and end, its CPU seconds (user + system, all its threads) and
+# its peak RSS. VmHWM, not getrusage: a child's ru_maxrss would start from the RSS of the process it
+# was forked from.
 HOOK = '''
 import atexit, json, os, sys, time
 _start = time.time()
@@ -59,7 +60,9 @@ def _record():
     try:
         peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
         with open(os.environ["STANDIN_RSS_LOG"], "a") as f:
-            f.write(json.dumps({"argv": sys.argv, "start": _start, "end": time.time(), "peak_kib": int(peak)}) + "\\n")
+            t = os.times()
+            f.write(json.dumps({"argv": sys.argv, "start": _start, "end": time.time(), "cpu": t.user + t.system,
+                                "peak_kib": int(peak)}) + "\\n")
     except Exception:
         pass
 atexit.register(_record)
@@ -186,6 +189,7 @@ def main() -> None:
         work.mkdir(parents=True)
     try:
         load_before = os.getloadavg()
+        commit = git_commit()
         start = time.perf_counter()
         built = build(work, args.sequences)
         build_s = time.perf_counter() - start
@@ -198,18 +202,34 @@ def main() -> None:
         sampler.start()
         start = time.perf_counter()
         try:
-            run(["dvc", "repro"], project, env)
+            for attempt in range(3):
+                # A stage stopped from outside (SIGTERM: another user's cleanup on a shared machine)
+                # fails the run; DVC then reruns it and what follows, the rest being done.
+                proc = subprocess.run(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+                if proc.returncode == 0 or "interrupted (SIGTERM)" not in proc.stdout or attempt == 2:
+                    break
         finally:
             done.set()
+        if proc.returncode:
+            raise SystemExit(f"dvc repro failed:\n{proc.stdout[-4000:]}")
         total = time.perf_counter() - start
         load_after = os.getloadavg()
         records = [json.loads(line) for line in (work / "rss.jsonl").read_text().splitlines()]
+        # a stopped stage's record is followed by its rerun's: its time is left out of the total
+        stopped = [r for i, r in enumerate(records) if stage_name(r["argv"])
+                   and any(stage_name(q["argv"]) == stage_name(r["argv"]) for q in records[i + 1:])]
+        records = [r for r in records if r not in stopped]
+        total -= sum(r["end"] - r["start"] for r in stopped)
+        for r in stopped:
+            print(f"{stage_name(r['argv'])} was stopped from outside after {r['end'] - r['start']:.0f} s and rerun; "
+                  f"that time is not in the total")
         torch.set_num_threads(args.threads)
         from benchmarks.bench import gemm_rate
 
         rate = gemm_rate(args.threads)
         bound = bounds(project, rate)
-        report(args, built, build_s, records, total, bound, rate, (load_before[0], *loads, load_after[0]))
+        report(args, commit, built, build_s, records, total, bound, rate, (load_before[0], *loads, load_after[0]))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -221,42 +241,47 @@ def sample_load(loads: list[float], done: threading.Event, every: float = 15.0) 
         loads.append(os.getloadavg()[0])
 
 
-def report(args, built: dict, build_s: float, records: list[dict], total: float, bound: dict, rate: float,
-           loads: tuple) -> None:
+def git_commit() -> str:
+    """The repository's commit, marked when tracked files differ from it (the code the run copies)."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            stdout=subprocess.PIPE, text=True).stdout.strip()
+    return commit + (" (+ uncommitted changes)" if dirty else "")
+
+
+def report(args, commit: str, built: dict, build_s: float, records: list[dict], total: float, bound: dict,
+           rate: float, loads: tuple) -> None:
     n, rows = args.sequences, built["rows"]
     repeated = f"; rows beyond {built['brown_rows']:,} repeat Brown's text at a shifted offset" \
         if rows > built["brown_rows"] else ""
-    print(f"preset=redwood on the full-size stand-in, {datetime.date.today()}, commit {commit}"
-          f"{' (+ uncommitted changes)' if dirty else ''}; {cpu_model()}; {args.threads} threads; "
+    print(f"preset=redwood on the full-size stand-in, {datetime.date.today()}, commit {commit}; "
+          f"{cpu_model()}; {args.threads} threads; "
           f"torch {torch.__version__}")
     print(f"{n:,} experiment sequences ({rows:,} validation rows of {WIDTH} tokens{repeated}); "
           f"{bound['whitelisted tokens']:,} whitelisted tokens, {bound['scored positions']:,} scored positions; "
           f"1-min load average {loads[0]:.2f} before, {np.mean(loads):.2f} mean and {max(loads):.2f} max during "
           f"the run (its own {args.threads} threads included); "
           f"fp32 GEMM {rate:.0f} GFLOP/s; stand-in built in {build_s:.0f} s\n")
-    print("| stage | seconds | peak RSS | FLOP bound | × bound |")
-    print("|---|---|---|---|---|")
-    stages = bounded = bounded_s = 0.0
+    print("| stage | seconds | CPU seconds | peak RSS | FLOP bound | × bound |")
+    print("|---|---|---|---|---|---|")
+    stages = bounded = bounded_s = cpu = 0.0
     for r in sorted(records, key=lambda r: r["start"]):
         name = stage_name(r["argv"])
         if name is None:
             continue
         seconds = r["end"] - r["start"]
-        stages += seconds
+        stages, cpu = stages + seconds, cpu + r["cpu"]
         b = bound.get(name)
         extra = f"{b:.0f} s | {seconds / b:.1f}" if b else " | "
         if b:
             bounded, bounded_s = bounded + b, bounded_s + seconds
-        print(f"| {name} | {seconds:.1f} | {r['peak_kib'] / 2**20:.2f} GiB | {extra} |")
-    print(f"| scrubs and sweep | {bounded_s:.1f} | | {bounded:.0f} s | {bounded_s / max(bounded, 1e-9):.1f} |")
+        print(f"| {name} | {seconds:.1f} | {r['cpu']:.0f} | {r['peak_kib'] / 2**20:.2f} GiB | {extra} |")
+    print(f"| scrubs and sweep | {bounded_s:.1f} | | | {bounded:.0f} s | {bounded_s / max(bounded, 1e-9):.1f} |")
     dvc = [r for r in records if stage_name(r["argv"]) is None]
     dvc_rss = max((r["peak_kib"] for r in dvc), default=0) / 2**20
     print(f"| `dvc repro`, all stages | {total:.1f} ({total / 60:.1f} min; DVC itself {total - stages:.0f} s) "
-          f"| {dvc_rss:.2f} GiB (DVC) | | |")
+          f"| {cpu:.0f} (stages) | {dvc_rss:.2f} GiB (DVC) | | |")
     print(f"\nThe unembedding (d_vocab {PUBLISHED['d_vocab']:,}) is {bound['unembedding share']:.0%} of the "
           f"scrubs' and sweep's FLOP bound.")
 
