@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline.config.load import load_params, model_argument
 from pipeline.errors import ConfigError
-from pipeline.outputs import atomic_path, run_stage
+from pipeline.outputs import CSV_FLOAT_FORMAT, atomic_path, run_stage
 from pipeline.report.search import search_figure
 from pipeline.scrub.search import from_hypothesis, halves, hypothesis_complexity
 from pipeline.scrub.bootstrap import bootstrap_means, interval, recovered
@@ -77,7 +77,7 @@ def main() -> None:
                      "simplest_match": int(matching.complexity.iloc[0]) if len(matching) else None})
     placed = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_path(target.search_placed) as tmp:
-        placed.to_csv(tmp, index=False, float_format="%.6g")
+        placed.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
     search_figure(frontier, pd.read_csv(target.search_path), placed, target.name, part, target.search_figure)
     for row in placed.itertuples():
         print(f"{row.hypothesis}: complexity {row.complexity}, {row.heldout:.1f}% held-out, {row.standing} the "

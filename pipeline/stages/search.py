@@ -27,7 +27,7 @@ import yaml
 from pipeline.config.load import load_params, model_argument
 from pipeline.device import resolve_device
 from pipeline.errors import ConfigError
-from pipeline.outputs import atomic_path, run_stage, write_json
+from pipeline.outputs import CSV_FLOAT_FORMAT, atomic_path, rounded, run_stage, write_json
 from pipeline.scrub.inputs import load_inputs
 from pipeline.scrub.search import (
     Evaluator,
@@ -112,11 +112,11 @@ def main() -> None:
             body = yaml.safe_dump(to_hypothesis(point, names[point]), sort_keys=False, default_flow_style=None)
             (tmp / f"{names[point]}.yaml").write_text(header + body)
     with atomic_path(target.search_path) as tmp:
-        path.to_csv(tmp, index=False, float_format="%.6g")
+        path.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
     with atomic_path(target.search_frontier) as tmp:
-        frontier_frame.to_csv(tmp, index=False, float_format="%.6g")
+        frontier_frame.to_csv(tmp, index=False, float_format=CSV_FLOAT_FORMAT)
     end = steps[-1]
-    write_json(target.search_summary, {
+    write_json(target.search_summary, rounded({
         "objective": cfg.objective,
         "sequences": {"selection": int(len(selection)), "heldout": int(len(heldout))},
         "references": {"selection": {"original_loss": float(loss_original), "baseline_loss": float(loss_baseline)},
@@ -125,7 +125,7 @@ def main() -> None:
         "steps": {"forward": sum(s.phase == "forward" for s in steps), "prune": sum(s.phase == "prune" for s in steps)},
         "end": {"complexity": end.complexity, "heldout": held[end.point][0], "ci_low": held[end.point][1],
                 "ci_high": held[end.point][2], "selection": end.selection, "kept": describe(end.point, space)},
-    })
+    }))
     print(f"search: {len(scored)} points scored in {searched:.0f} s ({len(scored) / searched * 60:.0f} per minute); "
           f"end: complexity {end.complexity}, {held[end.point][0]:.1f}% held-out "
           f"({held[end.point][1]:.1f}–{held[end.point][2]:.1f}); frontier of {len(front)}")
