@@ -22,14 +22,14 @@ import pandas as pd
 from pipeline import paths
 from pipeline.config.load import load_params
 from pipeline.errors import ConfigError
-from pipeline.outputs import atomic_path, run_stage, write_json
+from pipeline.outputs import atomic_path, rounded, run_stage, write_json
 from pipeline.paths import ModelPaths
 from pipeline.report.claims import markdown
 from pipeline.scrub.claims import Measured, ModelData, evaluate, measure_scrubs, needed, quantity_row
 
 # % recovered recomputed from losses.parquet against metrics.json's: both come from the same sums
-# by the same arithmetic, so anything beyond rounding means the two files are of different runs.
-AGREE = 1e-9
+# by the same arithmetic, and metrics.json holds it at the stated precision (pipeline.outputs.rounded),
+# so any other difference means the two files are of different runs.
 
 
 def scrub_quantities(model: ModelPaths, quantities: list, samples: int, seed: int) -> dict[str, Measured]:
@@ -56,7 +56,7 @@ def scrub_quantities(model: ModelPaths, quantities: list, samples: int, seed: in
     measured = measure_scrubs(sums, first["count"].to_numpy(), samples, seed, sources)
     for q in quantities:
         published = metrics[q.hypothesis][q.part]["recovered"]
-        if abs(measured[q.text].value - published) > AGREE * max(1.0, abs(published)):
+        if rounded(measured[q.text].value) != published:
             raise ConfigError(model.scrub_metrics(q.hypothesis), f"{q.part} recovers {published} but "
                                                                  f"{model.scrub_losses(q.hypothesis)} gives "
                                                                  f"{measured[q.text].value}: rerun the scrub stage")
@@ -93,7 +93,7 @@ def main() -> None:
         roles = json.loads(Path(model.roles).read_text())
         models.append(ModelData(model.name, measured, roles, model.roles))
     result = evaluate(claims, models, cfg.bootstrap_samples, cfg.seed)
-    write_json(paths.CLAIMS_JSON, result)
+    write_json(paths.CLAIMS_JSON, rounded(result))  # at the stated precision, as every committed number
     text = markdown(result)
     with atomic_path(paths.CLAIMS_MD) as tmp:
         tmp.write_text(text)
