@@ -16,6 +16,7 @@ import yaml
 from pydantic import TypeAdapter
 
 from pipeline import paths
+from pipeline.outputs import rounded
 from pipeline.config import schema
 from pipeline.config.claims import Claims, parse_quantity
 from pipeline.errors import ConfigError
@@ -319,7 +320,9 @@ def test_the_stage_writes_verdicts_with_their_sources(stage_root):
     first = ModelPaths(PARAMS["model"]["dir"], 0)
     metrics = json.loads((stage_root / first.scrub_metrics("b")).read_text())["q"]
     used = gain["inputs"][0]
-    assert (used["file"], used["key"], used["value"]) == (first.scrub_metrics("b"), "q/recovered", metrics["recovered"])
+    # at the stated precision of every committed number (pipeline.outputs.rounded)
+    assert (used["file"], used["key"], used["value"]) == (first.scrub_metrics("b"), "q/recovered",
+                                                          rounded(metrics["recovered"]))
     sweep = by_key["sweep"]["comparisons"][1]["models"]["seed1"]
     assert sweep["method"] == COMBINED and (sweep["ci_low"], sweep["ci_high"]) == (91.0 - 33.0, 95.0 - 27.0)
     assert sweep["inputs"][0]["key"] == "3/recovered" and sweep["inputs"][1]["key"] == "0/recovered"

@@ -56,7 +56,7 @@ def scrub_quantities(model: ModelPaths, quantities: list, samples: int, seed: in
     measured = measure_scrubs(sums, first["count"].to_numpy(), samples, seed, sources)
     for q in quantities:
         published = metrics[q.hypothesis][q.part]["recovered"]
-        if rounded(measured[q.text].value) != published:
+        if rounded(measured[q.text].value) != rounded(published):
             raise ConfigError(model.scrub_metrics(q.hypothesis), f"{q.part} recovers {published} but "
                                                                  f"{model.scrub_losses(q.hypothesis)} gives "
                                                                  f"{measured[q.text].value}: rerun the scrub stage")
