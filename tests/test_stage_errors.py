@@ -272,7 +272,8 @@ def test_a_failed_report_under_dvc_keeps_the_committed_report(project):
         (project / f"data/scrub/seed0/{key}/metrics.json").write_text(json.dumps(fake_metrics(key, 50.0)))
     # the page's other inputs, which DVC wants present: the committed run's (git-tracked) ones
     for name in ("data/heads/seed0/scores.json", "data/heads/seed0/views.json", "data/sweep/seed0/sweep.csv",
-                 "data/model/seed0/train_log.json", "data/model/seed0/model.pt", "data/claims/claims.json"):
+                 "data/model/seed0/train_log.json", "data/model/seed0/model.pt", "data/claims/claims.json",
+                 "data/search/README.md"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, project / name)
     (project / "data/heads/seed0/roles.json").write_text(json.dumps({"prev": "0.0", "self": [], "induction": ["1.5", "1.4"]}))
