@@ -28,6 +28,15 @@ def parse_head_name(name: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def is_layer0_head(name: Any, n_heads: int) -> bool:
+    """Whether `name` is a head name "0.H" of a model with `n_heads` heads per layer."""
+    try:
+        layer, head = parse_head_name(name)
+    except ValueError:
+        return False
+    return layer == 0 and head < n_heads
+
+
 def parse_head(name: Any, role: str, n_layers: int, n_heads: int) -> str:
     """Check one head name of `role` against the model; ConfigError naming `roles.<role>`."""
     param = f"roles.{role}"

@@ -45,7 +45,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pipeline.config.base import Section, Seed, Text, config_error, invalid, join
-from pipeline.config.heads import ROLE_LAYER, parse_head_name
+from pipeline.config.heads import ROLE_LAYER, is_layer0_head
 from pipeline.errors import ConfigError
 
 FIXED_SOURCES = ("clean", "other")
@@ -242,11 +242,7 @@ def check_heads(hyp: Hypothesis, n_heads: int, at: str) -> None:
         for head in spec.heads:
             if head in ("all",) + ROLES:
                 continue
-            try:
-                layer, index = parse_head_name(head)
-            except ValueError:
-                layer, index = None, None
-            if layer != 0 or index >= n_heads:
+            if not is_layer0_head(head, n_heads):
                 raise ConfigError(join(at, f"{name}.heads.{head}"),
                                   f"unknown layer-0 head; use all, {', '.join(ROLES)} or 0.0 … 0.{n_heads - 1}")
 

@@ -13,7 +13,7 @@ from annotated_types import Ge, Gt, Lt, MinLen
 from pydantic import Field
 
 from pipeline.config.base import Count, Section, Seed, Text, integer, number
-from pipeline.config.heads import parse_head_name
+from pipeline.config.heads import is_layer0_head
 from pipeline.config.hypothesis import Mask
 from pipeline.errors import ConfigError
 
@@ -59,10 +59,6 @@ def check_search(search: Search, n_offsets: int, n_heads: int) -> None:
         for i, name in enumerate(search.heads):
             if name in ("prev", "self"):
                 continue
-            try:
-                layer, index = parse_head_name(name)
-            except ValueError:
-                layer, index = None, None
-            if layer != 0 or index >= n_heads:
+            if not is_layer0_head(name, n_heads):
                 raise ConfigError(f"search.heads[{i}]", f"{name}: unknown layer-0 head; use all, prev, self or "
                                                         f"0.0 … 0.{n_heads - 1}")
