@@ -179,60 +179,75 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", type=Path, help="build and run in this folder and keep it (default: a temporary one)")
     ap.add_argument("--override", nargs="*", default=[], help="more composition overrides, e.g. heads.batch_size=4")
+    ap.add_argument("--resume", action="store_true",
+                    help="go on with the run kept in --keep (stopped from outside): DVC runs what is not done, and "
+                         "the table takes each stage's last run")
+    ap.add_argument("--rerun", nargs="*", default=[],
+                    help="with --resume: stages to run again first (dvc repro -f -s), e.g. ones timed under load")
     args = ap.parse_args()
     if args.sequences < 64:
         raise SystemExit("at least 64 sequences (sequences.min_sequences)")
+    if args.resume and not (args.keep and (args.keep / "standin.json").exists()):
+        raise SystemExit("--resume needs --keep DIR of an earlier run (DIR/standin.json)")
     work = args.keep or Path(tempfile.mkdtemp(prefix="standin-"))
-    if args.keep:
-        if work.exists():
-            shutil.rmtree(work)
-        work.mkdir(parents=True)
     try:
-        load_before = os.getloadavg()
-        commit = git_commit()
-        start = time.perf_counter()
-        built = build(work, args.sequences)
-        build_s = time.perf_counter() - start
-        project, env = built["project"], environment(work, args.threads)
-        run(["dvc", "init", "--no-scm", "-q"], project, env)
-        run([sys.executable, "-m", "pipeline.config", "preset=redwood", *args.override], project, env)
-        (work / "rss.jsonl").unlink(missing_ok=True)  # the composition's own processes
-        loads, done = [], threading.Event()
-        sampler = threading.Thread(target=sample_load, args=(loads, done), daemon=True)
-        sampler.start()
-        start = time.perf_counter()
-        try:
-            for attempt in range(3):
-                # A stage stopped from outside (SIGTERM: another user's cleanup on a shared machine)
-                # fails the run; DVC then reruns it and what follows, the rest being done.
-                proc = subprocess.run(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
-                if proc.returncode == 0 or "interrupted (SIGTERM)" not in proc.stdout or attempt == 2:
-                    break
-        finally:
-            done.set()
-        if proc.returncode:
-            raise SystemExit(f"dvc repro failed:\n{proc.stdout[-4000:]}")
-        total = time.perf_counter() - start
-        load_after = os.getloadavg()
-        records = [json.loads(line) for line in (work / "rss.jsonl").read_text().splitlines()]
-        # a stopped stage's record is followed by its rerun's: its time is left out of the total
-        stopped = [r for i, r in enumerate(records) if stage_name(r["argv"])
-                   and any(stage_name(q["argv"]) == stage_name(r["argv"]) for q in records[i + 1:])]
-        records = [r for r in records if r not in stopped]
-        total -= sum(r["end"] - r["start"] for r in stopped)
-        for r in stopped:
-            print(f"{stage_name(r['argv'])} was stopped from outside after {r['end'] - r['start']:.0f} s and rerun; "
-                  f"that time is not in the total")
+        if args.resume:
+            built = json.loads((work / "standin.json").read_text())
+        else:
+            if args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+                work.mkdir(parents=True)
+            built = {"commit": git_commit(), "threads": args.threads, **build(work, args.sequences)}
+            (work / "standin.json").write_text(json.dumps(built, default=str))
+        project, env = work / "project", environment(work, args.threads)
+        if not args.resume:
+            run(["dvc", "init", "--no-scm", "-q"], project, env)
+            run([sys.executable, "-m", "pipeline.config", "preset=redwood", *args.override], project, env)
+            (work / "rss.jsonl").unlink(missing_ok=True)  # the composition's own processes
+        session = repro(project, env, args.rerun)
+        with open(work / "sessions.jsonl", "a") as f:
+            f.write(json.dumps(session) + "\n")
         torch.set_num_threads(args.threads)
         from benchmarks.bench import gemm_rate
 
         rate = gemm_rate(args.threads)
-        bound = bounds(project, rate)
-        report(args, commit, built, build_s, records, total, bound, rate, (load_before[0], *loads, load_after[0]))
+        report(args, built, read_records(work), read_sessions(work), bounds(project, rate), rate)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def repro(project: Path, env: dict, rerun: list[str]) -> dict:
+    """`dvc repro -f -s` of each of `rerun`, then `dvc repro`: this session's start, end, DVC's wall
+    seconds and the 1-minute load average sampled through it."""
+    loads, done = [os.getloadavg()[0]], threading.Event()
+    threading.Thread(target=sample_load, args=(loads, done), daemon=True).start()
+    start, wall = time.time(), 0.0
+    try:
+        for cmd in [["dvc", "repro", "-f", "-s", stage] for stage in rerun] + [["dvc", "repro"]]:
+            for attempt in range(3):
+                # A stage stopped from outside (SIGTERM: another user's cleanup on a shared machine)
+                # fails the run; DVC then reruns it and what follows, the rest being done.
+                begin = time.perf_counter()
+                proc = subprocess.run(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True)
+                wall += time.perf_counter() - begin
+                if proc.returncode == 0 or "interrupted (SIGTERM)" not in proc.stdout or attempt == 2:
+                    break
+            if proc.returncode:
+                raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}")
+    finally:
+        done.set()
+    return {"start": start, "end": time.time(), "dvc_wall": wall, "loads": loads + [os.getloadavg()[0]]}
+
+
+def read_records(work: Path) -> list[dict]:
+    """Every process's record (HOOK), in the order they ended."""
+    return [json.loads(line) for line in (work / "rss.jsonl").read_text().splitlines()]
+
+
+def read_sessions(work: Path) -> list[dict]:
+    return [json.loads(line) for line in (work / "sessions.jsonl").read_text().splitlines()]
 
 
 def sample_load(loads: list[float], done: threading.Event, every: float = 15.0) -> None:
@@ -250,26 +265,28 @@ def git_commit() -> str:
     return commit + (" (+ uncommitted changes)" if dirty else "")
 
 
-def report(args, commit: str, built: dict, build_s: float, records: list[dict], total: float, bound: dict,
-           rate: float, loads: tuple) -> None:
+def report(args, built: dict, records: list[dict], sessions: list[dict], bound: dict, rate: float) -> None:
     n, rows = args.sequences, built["rows"]
     repeated = f"; rows beyond {built['brown_rows']:,} repeat Brown's text at a shifted offset" \
         if rows > built["brown_rows"] else ""
-    print(f"preset=redwood on the full-size stand-in, {datetime.date.today()}, commit {commit}; "
-          f"{cpu_model()}; {args.threads} threads; "
-          f"torch {torch.__version__}")
+    loads = [x for s in sessions for x in s["loads"]]
+    print(f"preset=redwood on the full-size stand-in, {datetime.date.today()}, commit {built['commit']}; "
+          f"{cpu_model()}; {args.threads} threads; torch {torch.__version__}")
     print(f"{n:,} experiment sequences ({rows:,} validation rows of {WIDTH} tokens{repeated}); "
           f"{bound['whitelisted tokens']:,} whitelisted tokens, {bound['scored positions']:,} scored positions; "
-          f"1-min load average {loads[0]:.2f} before, {np.mean(loads):.2f} mean and {max(loads):.2f} max during "
-          f"the run (its own {args.threads} threads included); "
-          f"fp32 GEMM {rate:.0f} GFLOP/s; stand-in built in {build_s:.0f} s\n")
-    print("| stage | seconds | CPU seconds | peak RSS | FLOP bound | × bound |")
+          f"1-min load average {np.mean(loads):.2f} mean, {max(loads):.2f} max through the run (its own "
+          f"{args.threads} threads included); fp32 GEMM {rate:.0f} GFLOP/s")
+    # each stage's last run: an earlier one was stopped from outside, or rerun on purpose
+    last = {stage_name(r["argv"]): r for r in records if stage_name(r["argv"])}
+    superseded = [r for r in records if stage_name(r["argv"]) and last[stage_name(r["argv"])] is not r]
+    if len(sessions) > 1 or superseded:
+        print(f"{len(sessions)} sessions (--resume); each stage's last run is shown, "
+              f"{len(superseded)} earlier run(s) of "
+              f"{', '.join(sorted({stage_name(r['argv']) for r in superseded})) or 'none'} left out")
+    print("\n| stage | seconds | CPU seconds | peak RSS | FLOP bound | × bound |")
     print("|---|---|---|---|---|---|")
     stages = bounded = bounded_s = cpu = 0.0
-    for r in sorted(records, key=lambda r: r["start"]):
-        name = stage_name(r["argv"])
-        if name is None:
-            continue
+    for name, r in sorted(last.items(), key=lambda item: item[1]["start"]):
         seconds = r["end"] - r["start"]
         stages, cpu = stages + seconds, cpu + r["cpu"]
         b = bound.get(name)
@@ -278,9 +295,13 @@ def report(args, commit: str, built: dict, build_s: float, records: list[dict], 
             bounded, bounded_s = bounded + b, bounded_s + seconds
         print(f"| {name} | {seconds:.1f} | {r['cpu']:.0f} | {r['peak_kib'] / 2**20:.2f} GiB | {extra} |")
     print(f"| scrubs and sweep | {bounded_s:.1f} | | | {bounded:.0f} s | {bounded_s / max(bounded, 1e-9):.1f} |")
-    dvc = [r for r in records if stage_name(r["argv"]) is None]
-    dvc_rss = max((r["peak_kib"] for r in dvc), default=0) / 2**20
-    print(f"| `dvc repro`, all stages | {total:.1f} ({total / 60:.1f} min; DVC itself {total - stages:.0f} s) "
+    # DVC's own time (hashing, caching outputs): each session's DVC wall time less its stages'
+    dvc = sum(s["dvc_wall"] - sum(r["end"] - r["start"] for r in records
+                                  if stage_name(r["argv"]) and s["start"] <= r["start"] <= s["end"])
+              for s in sessions)
+    dvc_rss = max((r["peak_kib"] for r in records if stage_name(r["argv"]) is None), default=0) / 2**20
+    total = stages + dvc
+    print(f"| `dvc repro`, all stages | {total:.1f} ({total / 60:.1f} min; DVC itself {dvc:.0f} s) "
           f"| {cpu:.0f} (stages) | {dvc_rss:.2f} GiB (DVC) | | |")
     print(f"\nThe unembedding (d_vocab {PUBLISHED['d_vocab']:,}) is {bound['unembedding share']:.0%} of the "
           f"scrubs' and sweep's FLOP bound.")
