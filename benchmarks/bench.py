@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,23 @@ STAGE_INPUTS = ("data/tokens/tokenizer.json", "data/whitelist/whitelist.parquet"
 
 
 # --- what to compare against ---------------------------------------------------------------------
+
+def cpu_model() -> str:
+    out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True).stdout
+    name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
+    flags = next((line for line in out.splitlines() if line.startswith("Flags")), "")
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{name or platform.processor()} ({os.cpu_count()} cores, {isa})"
+
+
+def git_commit() -> str:
+    """The repository's commit, marked when tracked files differ from it (the code the run copies)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           stdout=subprocess.PIPE, text=True).stdout.strip()
+    return commit + (" (+ uncommitted changes)" if dirty else "")
+
 
 def gemm_rate(threads: int, n: int = 2048, repeats: int = 5) -> float:
     """Best fp32 GFLOP/s of an n³ matrix multiply on `threads` threads."""

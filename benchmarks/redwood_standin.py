@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench import cpu_model, git_commit  # noqa: E402
 from tests.helpers.project import scratch_project  # noqa: E402
 from tests.helpers.redwood_hub import CONFIG, FINAL, REPO, add_to_cache, tl_model, torch_bytes  # noqa: E402
 
@@ -122,13 +122,6 @@ def stage_name(argv: list[str]) -> str | None:
         return None
     return script.stem + ("@" + "-".join(argv[1:]) if argv[1:] else "")
 
-
-def cpu_model() -> str:
-    out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True).stdout
-    name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
-    flags = next((line for line in out.splitlines() if line.startswith("Flags")), "")
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{name or platform.processor()} ({os.cpu_count()} cores, {isa})"
 
 
 def bounds(project: Path, rate: float) -> dict[str, float]:
@@ -255,14 +248,6 @@ def sample_load(loads: list[float], done: threading.Event, every: float = 15.0) 
     while not done.wait(every):
         loads.append(os.getloadavg()[0])
 
-
-def git_commit() -> str:
-    """The repository's commit, marked when tracked files differ from it (the code the run copies)."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           stdout=subprocess.PIPE, text=True).stdout.strip()
-    return commit + (" (+ uncommitted changes)" if dirty else "")
 
 
 def report(args, built: dict, records: list[dict], sessions: list[dict], bound: dict, rate: float) -> None:

@@ -1,23 +1,25 @@
-"""The search stage's speed: points scored per minute, each point against its FLOP bound, and the
-whole default search of a model.
+"""The search stage's speed on every model, in one run: points (candidate hypotheses) scored per
+minute in one step, against their FLOP bound, and the whole default search stage.
 
-    python benchmarks/search.py                 # one forward step from naive, on the selection half
-    python benchmarks/search.py --batch-sizes 16 32 64 --threads 1
-    python benchmarks/search.py --full          # the whole search stage of the first model, timed
+    python benchmarks/search.py                 # every model: one step, then the whole search stage
+    python benchmarks/search.py --batch-sizes 16 32 64 --threads 1   # one step only, first model
 
-Reads the default pipeline's outputs for its first model (run `dvc repro` first). A step's points
+Reads the default pipeline's outputs (run `dvc repro` first). A step's points
 are every change of one piece of `naive` (all of Q's, K's and V's moves), scored in one
 `Evaluator.loss_sums` call as the search does. The bound of a point counts the matrix multiplies
 that point alone needs once the step's shared pieces exist: its changed residual (one head's
 z W_O difference at the positions its input reads), the induction heads' projection of it (keys
 or values at every key position, queries at the scored ones), attention, W_O and the unembedding
-at the scored positions. `--full` runs `python -m pipeline.stages.search SEED` as a process in a
-scratch folder that links to the pipeline's inputs (nothing under data/ changes) and reports its
-time and peak RSS.
+at the scored positions. The whole search runs `python -m pipeline.stages.search SEED` as a
+process in a scratch folder that links to the pipeline's inputs (nothing under data/ changes):
+its time, peak RSS and points scored. Ends with a markdown table (docs/benchmarks.md).
 """
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench import gemm_rate  # noqa: E402
+from benchmarks.bench import cpu_model, gemm_rate, git_commit  # noqa: E402
 from pipeline.config.schema import check  # noqa: E402
 from pipeline.paths import ModelPaths  # noqa: E402
 from pipeline.scrub.inputs import load_inputs  # noqa: E402
@@ -49,9 +51,10 @@ def point_bound(kind: str, n_k: np.ndarray, scored: np.ndarray, attended: np.nda
     return float((residual + project + layer1).sum())
 
 
-def step(params: dict, batch_sizes: list[int], threads: int) -> None:
+def step(params: dict, seed: int, batch_sizes: list[int], threads: int, rate: float) -> dict[int, dict]:
+    """Each batch size's step: {batch size: {points, seconds, bound (s)}}."""
     torch.set_num_threads(threads)
-    target = ModelPaths(params["model"]["dir"], params["seeds"][0])
+    target = ModelPaths(params["model"]["dir"], seed)
     inputs = load_inputs(target)
     typed = check(params)
     cfg = inputs.model.cfg
@@ -67,12 +70,11 @@ def step(params: dict, batch_sizes: list[int], threads: int) -> None:
     n_k = np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0).astype(np.float64)
     attended = (mask * (np.arange(mask.shape[1]) + 1)).sum(axis=1).astype(np.float64)
     flops = sum(point_bound(kind, n_k, scored, attended, cfg, len(inputs.roles["induction"])) for kind in kinds)
-    rate = gemm_rate(threads)
-    torch.set_num_threads(threads)
     print(f"model {target.name}: {len(selection)} selection sequences, {int(scored.sum())} scored positions; "
           f"a forward step from naive: {len(points)} points ({', '.join(f'{kinds.count(i)} {i}' for i in INPUTS)})")
     print(f"fp32 GEMM {rate:.0f} GFLOP/s on {threads} thread(s); the step's bound {flops / 1e9:.0f} GFLOP = "
           f"{flops / rate / 1e9:.1f} s")
+    out = {}
     for batch_size in batch_sizes:
         evaluator = Evaluator(inputs.model, inputs.cache, inputs.tokens, inputs.other, inputs.scored, inputs.roles,
                               batch_size=batch_size)
@@ -81,12 +83,15 @@ def step(params: dict, batch_sizes: list[int], threads: int) -> None:
         evaluator.loss_sums(points, selection)
         seconds = time.perf_counter() - began
         print(f"batch {batch_size:3d}: {seconds:6.1f} s, {len(points) / seconds * 60:5.0f} points per minute, "
-              f"{seconds / (flops / rate / 1e9):4.1f} × bound")
+              f"{seconds / (flops / rate / 1e9):4.1f} × bound", flush=True)
+        out[batch_size] = {"points": len(points), "seconds": seconds, "bound": flops / rate / 1e9}
+    return out
 
 
-def full(params: dict, threads: int) -> None:
-    """The search stage as a process, in a scratch folder linking to the inputs."""
-    target = ModelPaths(params["model"]["dir"], params["seeds"][0])
+def full(params: dict, seed: int, threads: int) -> dict:
+    """The search stage as a process, in a scratch folder linking to the inputs: its seconds, peak
+    RSS (MiB) and points scored."""
+    target = ModelPaths(params["model"]["dir"], seed)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for path in ("data/tokens/sequences.parquet", "data/pairing/pairing.parquet",
@@ -102,21 +107,39 @@ def full(params: dict, threads: int) -> None:
         if run.returncode:
             sys.exit(run.stderr[-2000:])
         rss = int(run.stderr.strip().splitlines()[-1]) / 1024
+        summary = json.loads((work / target.search_summary).read_text())
         print(run.stdout.strip().splitlines()[-1])
-        print(f"the search stage of {target.name}: {seconds:.0f} s, peak RSS {rss:.0f} MiB ({threads} threads)")
+        print(f"the search stage of {target.name}: {seconds:.0f} s, peak RSS {rss:.0f} MiB ({threads} threads)",
+              flush=True)
+        return {"seconds": seconds, "rss": rss, "points": summary["points_scored"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", help="time only one step at these batch sizes, on "
+                                                                   "the first model")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--full", action="store_true", help="time the whole search stage of the first model")
     args = parser.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    if args.full:
-        full(params, args.threads)
-    else:
-        step(params, args.batch_sizes, args.threads)
+    rate = gemm_rate(args.threads)
+    print(f"{datetime.date.today()}, commit {git_commit()}; {cpu_model()}; {args.threads} threads; "
+          f"fp32 GEMM {rate:.0f} GFLOP/s; 1-min load average {os.getloadavg()[0]:.2f} before")
+    if args.batch_sizes:
+        step(params, params["seeds"][0], args.batch_sizes, args.threads, rate)
+        return
+    batch = params["search"]["batch_size"]
+    rows = []
+    for seed in params["seeds"]:
+        one = step(params, seed, [batch], args.threads, rate)[batch]
+        rows.append((seed, one, full(params, seed, args.threads)))
+    print(f"\n1-min load average {os.getloadavg()[0]:.2f} after\n")
+    print("| model | one step: points per minute | × FLOP bound | whole search: points scored | minutes | "
+          "points per minute | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for seed, one, whole in rows:
+        print(f"| seed {seed} | {one['points'] / one['seconds'] * 60:.0f} | {one['seconds'] / one['bound']:.1f} | "
+              f"{whole['points']} | {whole['seconds'] / 60:.1f} | {whole['points'] / whole['seconds'] * 60:.0f} | "
+              f"{whole['rss']:,.0f} MiB |")
 
 
 if __name__ == "__main__":
