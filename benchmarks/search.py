@@ -2,6 +2,7 @@
 minute in one step, against their FLOP bound, and the whole default search stage.
 
     python benchmarks/search.py                 # every model: one step, then the whole search stage
+    python benchmarks/search.py --in-place      # the same, each search as `dvc repro -f -s search@N`
     python benchmarks/search.py --batch-sizes 16 32 64 --threads 1   # one step only, first model
 
 Reads the default pipeline's outputs (run `dvc repro` first). A step's points
@@ -88,27 +89,35 @@ def step(params: dict, seed: int, batch_sizes: list[int], threads: int, rate: fl
     return out
 
 
-def full(params: dict, seed: int, threads: int) -> dict:
-    """The search stage as a process, in a scratch folder linking to the inputs: its seconds, peak
-    RSS (MiB) and points scored."""
+def full(params: dict, seed: int, threads: int, in_place: bool) -> dict:
+    """The search stage as a process: its seconds, peak RSS (MiB) and points scored. In a scratch
+    folder linking to the inputs, or (`in_place`) as `dvc repro -f -s search@SEED` in the project,
+    which writes the stage's outputs and dvc.lock entry as `dvc repro` would (DVC's own few seconds
+    included)."""
     target = ModelPaths(params["model"]["dir"], seed)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for path in ("data/tokens/sequences.parquet", "data/pairing/pairing.parquet",
-                     "data/whitelist/whitelist.parquet", target.checkpoint, target.roles, target.cache_l0):
-            (work / path).parent.mkdir(parents=True, exist_ok=True)
-            (work / path).symlink_to(ROOT / path)
-        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        work = ROOT if in_place else Path(tmp)
+        if in_place:
+            cmd = ["dvc", "repro", "-f", "-s", f"search@{seed}"]
+        else:
+            for path in ("data/tokens/sequences.parquet", "data/pairing/pairing.parquet",
+                         "data/whitelist/whitelist.parquet", target.checkpoint, target.roles, target.cache_l0):
+                (work / path).parent.mkdir(parents=True, exist_ok=True)
+                (work / path).symlink_to(ROOT / path)
+            (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+            cmd = [sys.executable, "-m", "pipeline.stages.search", str(target.seed)]
+            env["PYTHONPATH"] = str(ROOT)
         began = time.perf_counter()
-        run = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "pipeline.stages.search",
-                              str(target.seed)], cwd=work, capture_output=True, text=True,
-                             env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"})
+        # GNU time's %M: the largest resident set of the process tree's members
+        run = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], cwd=work, capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - began
         if run.returncode:
-            sys.exit(run.stderr[-2000:])
+            sys.exit(run.stdout[-2000:] + run.stderr[-2000:])
         rss = int(run.stderr.strip().splitlines()[-1]) / 1024
         summary = json.loads((work / target.search_summary).read_text())
-        print(run.stdout.strip().splitlines()[-1])
+        last = run.stdout.rindex("search: ")  # the stage's closing line (progress bars before it)
+        print(run.stdout[last:].splitlines()[0])
         print(f"the search stage of {target.name}: {seconds:.0f} s, peak RSS {rss:.0f} MiB ({threads} threads)",
               flush=True)
         return {"seconds": seconds, "rss": rss, "points": summary["points_scored"]}
@@ -119,6 +128,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="time only one step at these batch sizes, on "
                                                                    "the first model")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--in-place", action="store_true",
+                        help="run each whole search as dvc repro -f -s search@SEED: its outputs are the pipeline's")
     args = parser.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     rate = gemm_rate(args.threads)
@@ -131,7 +142,7 @@ def main() -> None:
     rows = []
     for seed in params["seeds"]:
         one = step(params, seed, [batch], args.threads, rate)[batch]
-        rows.append((seed, one, full(params, seed, args.threads)))
+        rows.append((seed, one, full(params, seed, args.threads, args.in_place)))
     print(f"\n1-min load average {os.getloadavg()[0]:.2f} after\n")
     print("| model | one step: points per minute | × FLOP bound | whole search: points scored | minutes | "
           "points per minute | peak RSS |")

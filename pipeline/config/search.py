@@ -35,8 +35,8 @@ class Search(Section):
     cost: Cost = Cost()
     selection_fraction: number(Gt(0), Lt(1)) = Field(0.5, description="the share of sequences that picks each step; the rest measure it")
     selection_seed: Seed = 0
-    max_steps: Count = 16
-    min_gain: number(Ge(0)) = Field(0.5, description="points of % recovered per unit of complexity a forward "
+    max_steps: Count = 20
+    min_gain: number(Ge(0)) = Field(0.25, description="points of % recovered per unit of complexity a forward "
                                                      "step must gain")
     prune_tolerance: number(Ge(0)) = Field(1.0, description="points below forward selection's end that "
                                                             "pruning may go")
