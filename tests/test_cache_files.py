@@ -57,3 +57,28 @@ def test_scrubs_read_the_files_as_they_read_memory(model, files, monkeypatch, li
         np.testing.assert_array_equal(from_files[name].loss, losses.loss)
         np.testing.assert_array_equal(from_files[name].seq, losses.seq)
     assert np.abs(expected["all"].loss - expected["original"].loss).max() > 1e-3  # the scrub did something
+
+
+def test_the_search_releases_a_large_cache_after_every_batch(model, files, monkeypatch):
+    """The search's evaluator reads the memory-mapped cache as it reads memory and, for a cache
+    over RELEASE_LIMIT (0 here), hands its pages back after every batch: else a pass over the
+    held-out half leaves the whole cache resident (Redwood's setting: several GiB)."""
+    from pipeline.scrub import search
+
+    tokens, folder, _ = files
+    monkeypatch.setattr(engine, "RELEASE_LIMIT", 0)
+    released = []
+    monkeypatch.setattr(search, "_release", lambda cache: released.append(engine._release(cache)))
+    other = np.roll(np.arange(len(tokens)), 3)
+    scored = np.zeros(model.cfg.d_vocab, dtype=bool)
+    scored[np.unique(tokens[:, 1:-1].numpy())[::3]] = True
+    roles = {key: ROLES[key] for key in ("prev", "self", "induction")}
+    points = list(search.references(model.cfg.n_heads))
+    rows = np.arange(len(tokens))
+    in_memory = build_cache(model, tokens, n_offsets=4, batch_size=4, dtype=torch.float32, progress=False)
+    sums = {}
+    for name, cache in (("files", load_cache(folder)), ("memory", in_memory)):
+        evaluator = search.Evaluator(model, cache, tokens.numpy(), other, scored, roles, batch_size=4)
+        sums[name] = evaluator.loss_sums(points, rows)
+    np.testing.assert_array_equal(sums["files"], sums["memory"])
+    assert len(released) == 2 * 3  # each call: 10 sequences in batches of 4

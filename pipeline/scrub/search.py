@@ -37,7 +37,7 @@ from pipeline.config.hypothesis import Hypothesis, Masked, Residual, Whole
 from pipeline.config.search import Cost, Search, check_search
 from pipeline.errors import ConfigError
 from pipeline.model import AttnOnlyTransformer
-from pipeline.scrub.engine import _LIBC, PARTS, Batch, Layer1, Weights, _at, scored_positions
+from pipeline.scrub.engine import _LIBC, PARTS, Batch, Layer1, Weights, _at, _release, scored_positions
 
 INPUTS = ("q", "k", "v")
 State = str | tuple[int, ...]
@@ -272,6 +272,9 @@ class Evaluator:
             if not self.scored_all[batch_rows].any():
                 continue
             seq, losses = self._batch(points, batch_rows)
+            # a cache over RELEASE_LIMIT (Redwood's setting at full size) hands back the pages this
+            # batch read, else a pass over the held-out half would leave the whole cache resident
+            _release(self.cache)
             if _LIBC is not None:
                 # a batch's head outputs are hundreds of MB in shapes that change from batch to
                 # batch: glibc would keep the freed heap fragmented and the RSS would only grow
