@@ -60,7 +60,8 @@ def step(params: dict, seed: int, batch_sizes: list[int], threads: int, rate: fl
     typed = check(params)
     cfg = inputs.model.cfg
     space = Space(typed.search, cfg.n_heads, inputs.roles, inputs.cache["diag"].shape[-1])
-    selection, _ = halves(len(inputs.tokens), typed.search.selection_fraction, typed.search.selection_seed)
+    selection, _ = halves(len(inputs.tokens), typed.search.selection_fraction, typed.search.selection_seed,
+                          typed.search.max_selection)
     start = from_hypothesis(typed.hypotheses["naive"], inputs.roles, cfg.n_heads)
     moves = space.moves(start, forward=True)
     points = [start] + [point for _, point in moves]

@@ -154,7 +154,7 @@ def test_a_searched_hypothesis_runs_as_an_ordinary_scrub_stage(project):
     sh(sys.executable, "-m", "pipeline.config", "preset=tiny", "seeds=[0,1]", cwd=work)
     losses = pd.read_parquet(work / m.scrub_losses(row.hypothesis)).sort_values("seq_id")
     search = params["search"]
-    _, heldout = halves(len(losses), search["selection_fraction"], search["selection_seed"])
+    _, heldout = halves(len(losses), search["selection_fraction"], search["selection_seed"], search["max_selection"])
     held = losses.iloc[heldout].sum()
     got = recovered(held.loss_sum_baseline, held.loss_sum_original, held.loss_sum_all)
     # the project as it was for the tests after this one: no outputs of a stage dvc.yaml no longer has

@@ -219,3 +219,9 @@ def test_bad_search_parameters_are_refused_naming_the_key(change, key):
     with pytest.raises(ConfigError) as err:
         check(params)
     assert str(err.value).startswith(key), str(err.value)
+
+
+def test_max_selection_caps_the_selection_half():
+    selection, heldout = halves(1000, 0.5, 0, max_selection=200)
+    assert len(selection) == 200 and len(heldout) == 800 and not set(selection) & set(heldout)
+    assert np.array_equal(halves(1000, 0.5, 0, max_selection=600)[0], halves(1000, 0.5, 0)[0])  # not binding

@@ -34,6 +34,8 @@ class Search(Section):
     masks: list[Mask] = Field(description="the masks a split may take, as offsets ([0], [1], [0, 1], …)")
     cost: Cost = Cost()
     selection_fraction: number(Gt(0), Lt(1)) = Field(0.5, description="the share of sequences that picks each step; the rest measure it")
+    max_selection: Count | None = Field(None, description="at most this many sequences select (the rest "
+                                                          "measure); null: no cap")
     selection_seed: Seed = 0
     max_steps: Count = 20
     min_gain: number(Ge(0)) = Field(0.25, description="points of % recovered per unit of complexity a forward "

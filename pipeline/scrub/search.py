@@ -410,10 +410,13 @@ class Step:
     candidates: int   # points scored to choose this step
 
 
-def halves(n_seq: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The selection half and the held-out half of the sequences (sorted indices), seeded."""
+def halves(n_seq: int, fraction: float, seed: int, max_selection: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The selection half and the held-out half of the sequences (sorted indices), seeded: a
+    `fraction` of them, at most `max_selection`, select."""
     order = np.random.default_rng(seed).permutation(n_seq)
     n_select = int(round(fraction * n_seq))
+    if max_selection is not None:
+        n_select = min(n_select, max_selection)
     return np.sort(order[:n_select]), np.sort(order[n_select:])
 
 

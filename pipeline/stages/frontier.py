@@ -56,7 +56,7 @@ def main() -> None:
         if f"loss_sum_{part}" not in losses:
             raise ConfigError("scrub.parts", f"the search's objective {part} is not among the parts the scrub "
                                              f"stages run; add it to scrub.parts")
-        _, heldout = halves(len(losses), cfg.selection_fraction, cfg.selection_seed)
+        _, heldout = halves(len(losses), cfg.selection_fraction, cfg.selection_seed, cfg.max_selection)
         held = losses.iloc[heldout]
         names = ["original", "baseline", part]
         sums = {name: held[f"loss_sum_{name}"].to_numpy(dtype=np.float64) for name in names}

@@ -56,10 +56,11 @@ def main() -> None:
     space = Space(cfg, n_heads, inputs.roles, inputs.cache["diag"].shape[-1])
     evaluator = Evaluator(inputs.model, inputs.cache, inputs.tokens, inputs.other, inputs.scored, inputs.roles,
                           batch_size=cfg.batch_size, device=resolve_device(params.device), progress=True)
-    selection, heldout = halves(len(inputs.tokens), cfg.selection_fraction, cfg.selection_seed)
+    selection, heldout = halves(len(inputs.tokens), cfg.selection_fraction, cfg.selection_seed, cfg.max_selection)
     for rows, half in ((selection, "selection"), (heldout, "held-out")):
         if evaluator.counts(rows).sum() == 0:
-            raise ConfigError("search.selection_fraction", f"{cfg.selection_fraction} leaves the {half} half "
+            cap = f" (at most search.max_selection={cfg.max_selection})" if cfg.max_selection is not None else ""
+            raise ConfigError("search.selection_fraction", f"{cfg.selection_fraction}{cap} leaves the {half} half "
                                                            f"({len(rows)} of {len(inputs.tokens)} sequences) "
                                                            f"without a scored position")
     original, baseline = references(n_heads)
