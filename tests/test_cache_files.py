@@ -72,13 +72,12 @@ def test_the_search_releases_a_large_cache_after_every_batch(model, files, monke
     other = np.roll(np.arange(len(tokens)), 3)
     scored = np.zeros(model.cfg.d_vocab, dtype=bool)
     scored[np.unique(tokens[:, 1:-1].numpy())[::3]] = True
-    roles = {key: ROLES[key] for key in ("prev", "self", "induction")}
     points = list(search.references(model.cfg.n_heads))
     rows = np.arange(len(tokens))
     in_memory = build_cache(model, tokens, n_offsets=4, batch_size=4, dtype=torch.float32, progress=False)
     sums = {}
     for name, cache in (("files", load_cache(folder)), ("memory", in_memory)):
-        evaluator = search.Evaluator(model, cache, tokens.numpy(), other, scored, roles, batch_size=4)
+        evaluator = search.Evaluator(model, cache, tokens.numpy(), other, scored, ROLES, batch_size=4)
         sums[name] = evaluator.loss_sums(points, rows)
     np.testing.assert_array_equal(sums["files"], sums["memory"])
     assert len(released) == 2 * 3  # each call: 10 sequences in batches of 4

@@ -27,10 +27,6 @@ from pipeline.paths import ModelPaths
 from pipeline.report.claims import markdown
 from pipeline.scrub.claims import Measured, ModelData, evaluate, measure_scrubs, needed, quantity_row
 
-# % recovered recomputed from losses.parquet against metrics.json's: both come from the same sums
-# by the same arithmetic, and metrics.json holds it at the stated precision (pipeline.outputs.rounded),
-# so any other difference means the two files are of different runs.
-
 
 def scrub_quantities(model: ModelPaths, quantities: list, samples: int, seed: int) -> dict[str, Measured]:
     """Every scrub quantity of one model, resampled together from the stored per-sequence sums."""
@@ -56,6 +52,8 @@ def scrub_quantities(model: ModelPaths, quantities: list, samples: int, seed: in
     measured = measure_scrubs(sums, first["count"].to_numpy(), samples, seed, sources)
     for q in quantities:
         published = metrics[q.hypothesis][q.part]["recovered"]
+        # both from the same sums by the same arithmetic, metrics.json's at the stated precision
+        # (pipeline.outputs.rounded): any other difference means the two files are of different runs
         if rounded(measured[q.text].value) != rounded(published):
             raise ConfigError(model.scrub_metrics(q.hypothesis), f"{q.part} recovers {published} but "
                                                                  f"{model.scrub_losses(q.hypothesis)} gives "
