@@ -16,7 +16,8 @@ import torch
 
 from benchmarks.tl_hooks import tl_scrub_losses, to_hooked_transformer
 from pipeline.config.hypothesis import parse_hypothesis
-from pipeline.scrub.engine import build_cache, scrub_losses
+from pipeline.model import AttnOnlyTransformer, ModelConfig
+from pipeline.scrub.engine import LOSS_BLOCK, build_cache, scrub_losses, token_losses
 
 ROLES = {"prev": "0.0", "self": ["0.1", "0.2"], "induction": ["1.5", "1.6"]}
 PARTS = ["q", "k", "v", "all"]
@@ -189,3 +190,24 @@ def test_parts_without_references_equal_parts_with_them(setup):
     assert sorted(without) == sorted(PARTS)
     for part in PARTS:
         np.testing.assert_allclose(without[part].loss, with_refs[part].loss, rtol=1e-6, err_msg=part)
+
+
+@pytest.mark.parametrize("d_vocab", [LOSS_BLOCK, 2 * LOSS_BLOCK + 17])
+def test_token_losses_are_the_cross_entropy_of_the_logits(d_vocab):
+    """Past LOSS_BLOCK tokens of vocabulary the loss runs over blocks of W_U (speed and memory at
+    Redwood's vocabulary): the cross-entropy of the whole logits to float32 rounding, for targets
+    in the first, a middle and the last, partial, block; at most one block, exactly it."""
+    torch.manual_seed(0)
+    model = AttnOnlyTransformer(ModelConfig(d_vocab=d_vocab, n_ctx=8, d_model=32, n_heads=2, d_head=16))
+    with torch.no_grad():
+        model.W_U.mul_(8)  # logits spread over tens of nats: the running maximum matters
+        model.b_U.normal_()
+    resid = torch.randn(9, 32)
+    targets = torch.tensor([0, 5, LOSS_BLOCK - 1, LOSS_BLOCK // 2, d_vocab - 1, d_vocab - 17, 3, 7, d_vocab // 2])
+    expected = torch.nn.functional.cross_entropy(model.unembed(resid), targets, reduction="none")
+    with torch.no_grad():
+        losses = token_losses(model, resid, targets)
+    if d_vocab <= LOSS_BLOCK:
+        assert torch.equal(losses, expected)
+    assert expected.max() - expected.min() > 10
+    torch.testing.assert_close(losses, expected, rtol=1e-5, atol=1e-5)

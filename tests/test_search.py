@@ -88,6 +88,38 @@ def test_evaluator_alone_or_among_others_gives_the_same_losses(setup):
         np.testing.assert_allclose(evaluator.loss_sums([point], np.arange(6))[0], together[i], rtol=1e-5)
 
 
+def test_kept_residuals_are_dropped_after_their_last_use(setup, monkeypatch):
+    """A step's points share residuals: one a change away starts from the step's current point's.
+    A residual is kept only until the last one that starts from it, so however many points a batch
+    scores, few are held at once and none outlives the batch (at Redwood's size every kept one is
+    [batch, pos, d_model]; holding a step's ~80 made the search's memory grow past 2 GB)."""
+    from pipeline.scrub import search
+    s = setup
+    evaluator = Evaluator(s["model"], s["cache"], s["tokens"], s["other"], s["scored"], ROLES, batch_size=6)
+    start = from_hypothesis(hypothesis("naive"), ROLES, N_HEADS)
+    points = [p for _, p in space().moves(start, forward=True)]
+    held, batches = [], []
+    residual, losses = search._PointBatch.residual, search._PointBatch.losses
+
+    def counting_residual(self, state, where):
+        out = residual(self, state, where)
+        held.append(len(self.kept))
+        return out
+
+    def recording_losses(self):
+        batches.append(self)
+        return losses(self)
+
+    monkeypatch.setattr(search._PointBatch, "residual", counting_residual)
+    monkeypatch.setattr(search._PointBatch, "losses", recording_losses)
+    evaluator.loss_sums(points, np.arange(6))
+    built = sum(1 for base in batches[0].base.values())
+    assert len(points) > 60 and built > 60
+    assert sum(base is not None for base in batches[0].base.values()) > built // 2  # bases are used
+    assert max(held) <= 6
+    assert all(not batch.kept for batch in batches)
+
+
 # --- points, hypotheses and complexity -------------------------------------------------------------
 
 @pytest.mark.parametrize("key, expected", [("baseline", 0), ("naive", 3), ("refined1", 26), ("refined2", 59)])

@@ -458,6 +458,36 @@ class Losses:
         return float(self.loss_sum.sum() / max(1, self.count.sum()))
 
 
+# Past this many tokens of vocabulary the loss is taken block by block of W_U's columns, never
+# materialising a position's logits whole: at Redwood's 50,259 MKL multiplies 2,048-wide blocks
+# about 1.5x faster than the whole W_U, and 40 MB of logits per point, freed point after point
+# between longer-lived tensors, fragmented the heap past 2 GB (benchmarks/token_losses.py). The default
+# vocabulary (2,048) is one block: exactly the cross-entropy of the model's logits.
+LOSS_BLOCK = 2048
+
+
+def token_losses(model: AttnOnlyTransformer, resid: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The loss of predicting each target from its final residual: resid [n, d_model], targets
+    [n] → [n] (cross-entropy of the logits; past LOSS_BLOCK tokens of vocabulary a log-sum-exp
+    kept running over blocks, equal to float32 rounding)."""
+    if model.cfg.d_vocab <= LOSS_BLOCK:
+        return F.cross_entropy(model.unembed(resid), targets, reduction="none")
+    x = model.ln_final(resid)  # [n, d_model]
+    top = torch.full(targets.shape, -torch.inf, device=x.device)  # the largest logit so far [n]
+    total = torch.zeros(targets.shape, device=x.device)           # Σ exp(logit - top) so far [n]
+    target_logit = torch.empty(targets.shape, device=x.device)
+    rows = torch.arange(len(targets), device=x.device)
+    for start in range(0, model.cfg.d_vocab, LOSS_BLOCK):
+        block = slice(start, start + LOSS_BLOCK)
+        logits = x @ model.W_U[:, block] + model.b_U[block]  # [n, block]
+        new_top = torch.maximum(top, logits.max(dim=1).values)
+        total = total * torch.exp(top - new_top) + torch.exp(logits - new_top[:, None]).sum(dim=1)
+        top = new_top
+        inside = (targets >= start) & (targets < start + logits.shape[1])
+        target_logit[inside] = logits[rows[inside], targets[inside] - start]
+    return top + torch.log(total) - target_logit
+
+
 def scored_positions(scored_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """scored_rows [batch, pos] bool → (query positions [batch, n_q] padded with 0, valid
     [batch, n_q], key positions [batch, n_k] with n_k one past the last scored position)."""
@@ -530,7 +560,7 @@ def scrub_losses(model: AttnOnlyTransformer, cache: dict, tokens: torch.Tensor |
 
         def score(q_spec: InputSpec, k_spec: InputSpec, v_spec: InputSpec) -> np.ndarray:
             resid = rest + layer1.induction_out(q_spec, k_spec, v_spec)[valid_t]
-            return F.cross_entropy(model.unembed(resid), targets, reduction="none").cpu().numpy()
+            return token_losses(model, resid, targets).cpu().numpy()
 
         for name, triple in zip(names, triples):
             per_position[name].append(score(*triple))

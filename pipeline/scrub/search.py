@@ -37,7 +37,17 @@ from pipeline.config.hypothesis import Hypothesis, Masked, Residual, Whole
 from pipeline.config.search import Cost, Search, check_search
 from pipeline.errors import ConfigError
 from pipeline.model import AttnOnlyTransformer
-from pipeline.scrub.engine import _LIBC, PARTS, Batch, Layer1, Weights, _at, _release, scored_positions
+from pipeline.scrub.engine import (
+    _LIBC,
+    PARTS,
+    Batch,
+    Layer1,
+    Weights,
+    _at,
+    _release,
+    scored_positions,
+    token_losses,
+)
 
 INPUTS = ("q", "k", "v")
 State = str | tuple[int, ...]
@@ -295,6 +305,11 @@ class Evaluator:
         return np.broadcast_to(rows[:, None], valid.shape)[valid], losses
 
 
+def _differing(a: InputState, b: InputState) -> list[int]:
+    """The entries (slots) where two input states differ, in order."""
+    return [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+
+
 class _PointBatch:
     """Many points on one batch: the layer-0 heads' z per state, residuals, projections (each built
     once, dropped once no later point of the batch reads it)."""
@@ -309,9 +324,10 @@ class _PointBatch:
                                                            queries + 1, axis=1)).to(device)[self.valid]
         self.z: dict[tuple, torch.Tensor] = {}         # (state, where) → [batch, n, head, d_head]
         self.embedded: dict[tuple, torch.Tensor] = {}  # (source, where) → [batch, n, d_model]
-        # Residuals of states that several points read (a step's current point) are kept: a
-        # point one change away starts from one and adds that change's difference.
-        self.state_uses = Counter(state for point in points for state in point)
+        # A residual one or two changes away from one built before (a step's current point) starts
+        # from it and adds those changes' difference; `base` fixes which, before any tensor is
+        # built, and a base is kept only until the last residual that starts from it.
+        self.base, self.base_reads = self._plan_bases()
         self.kept: dict[tuple, torch.Tensor] = {}
         self.uses = Counter((kind, state) for point in points for kind, state in zip("QKV", point))
         self.projected: dict[tuple, torch.Tensor] = {}
@@ -337,17 +353,37 @@ class _PointBatch:
             self.embedded[source, where] = F.embedding(tokens, self.model.W_E)
         return self.embedded[source, where]
 
+    def _plan_bases(self) -> tuple[dict[tuple, tuple | None], Counter]:
+        """Each residual's base, in the order the points first need them: among the residuals
+        built before it that several points read, the one with fewest differing entries (at most
+        two; the earliest on a tie), else None; and how many residuals start from each base."""
+        state_uses = Counter(state for point in self.points for state in point)
+        candidates: list[tuple] = []  # (state, where), in build order
+        base: dict[tuple, tuple | None] = {}
+        reads: Counter = Counter()
+        for point in self.points:
+            for kind, state in zip("QKV", point):
+                where = "queries" if kind == "Q" else "keys"
+                if (state, where) in base:
+                    continue
+                near = [(other, len(_differing(other, state))) for other, at in candidates if at == where]
+                near = [(other, n) for other, n in near if n <= 2]
+                base[state, where] = min(near, key=lambda item: item[1])[0] if near else None
+                if near:
+                    reads[base[state, where], where] += 1
+                if state_uses[state] > 1:
+                    candidates.append((state, where))
+        return base, reads
+
     def residual(self, state: InputState, where: str) -> torch.Tensor:
         """x^emb + Σ_h z_h W_O^h + b_O of layer 0 at `where`: [batch, n, d_model]."""
-        if (state, where) in self.kept:
-            return self.kept[state, where]
-        near = [(base, [i for i, (a, b) in enumerate(zip(base, state)) if a != b])
-                for base, at in self.kept if at == where]
-        near = [(base, slots) for base, slots in near if len(slots) <= 2]
-        if near:
-            base, slots = min(near, key=lambda item: len(item[1]))
+        base = self.base[state, where]
+        if base is not None:
             resid = self.kept[base, where].clone()
-            for slot in slots:
+            self.base_reads[base, where] -= 1
+            if not self.base_reads[base, where]:
+                del self.kept[base, where]
+            for slot in _differing(base, state):
                 if slot == 0:
                     resid += self.embedding(state[0], where) - self.embedding(base[0], where)
                 else:  # one head's difference: [batch, n, d_head] @ [d_head, d_model]
@@ -360,7 +396,7 @@ class _PointBatch:
             resid = z.flatten(2) @ self.evaluator.weights.W_O0
             resid += self.embedding(state[0], where)
             resid += self.model.blocks[0].attn.b_O
-        if self.state_uses[state] > 1:
+        if self.base_reads[state, where]:
             self.kept[state, where] = resid
         return resid
 
@@ -389,7 +425,7 @@ class _PointBatch:
         for point in self.points:
             q, k, v = (self.project(kind, state) for kind, state in zip("QKV", point))
             resid = rest + self.layer1.output(self.layer1.attend(q, k, v), "induction")[self.valid]
-            loss = F.cross_entropy(self.model.unembed(resid), self.targets, reduction="none")
+            loss = token_losses(self.model, resid, self.targets)
             out.append(loss.double().cpu().numpy())
             for kind, state in zip("QKV", point):
                 self.uses[kind, state] -= 1
