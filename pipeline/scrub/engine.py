@@ -459,10 +459,11 @@ class Losses:
 
 
 # Past this many tokens of vocabulary the loss is taken block by block of W_U's columns, never
-# materialising a position's logits whole: at Redwood's 50,259 MKL multiplies 2,048-wide blocks
-# about 1.5x faster than the whole W_U, and 40 MB of logits per point, freed point after point
-# between longer-lived tensors, fragmented the heap past 2 GB (benchmarks/token_losses.py). The default
-# vocabulary (2,048) is one block: exactly the cross-entropy of the model's logits.
+# materialising a position's logits whole. At Redwood's 50,259 that is ~1.8x faster than the
+# cross-entropy of whole logits (MKL multiplies the whole W_U at under half its peak; a block's
+# logits stay in cache for the log-sum-exp: benchmarks/token_losses.py), and the search no longer
+# frees 20-40 MB of logits per candidate between longer-lived tensors, which fragmented its heap
+# past 2 GB. The default vocabulary (2,048) is one block: exactly the cross-entropy of the logits.
 LOSS_BLOCK = 2048
 
 
