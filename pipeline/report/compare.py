@@ -9,10 +9,10 @@ as in the workspace. Numbers match when |rebuilt − committed| ≤ atol + rtol�
 keys and shapes must be equal, and so must strings but for the numbers generated sentences print
 (a claim's reason: "refined2.k − refined1.k = −0.6 (−2.4 to 1.2)"), each allowed one unit of its
 last printed decimal besides the tolerance (integers, from the configuration, must be equal).
-The CPU's matrix-multiply kernels change float32 sums in their last bits: between an AMD AVX2 and an AMD AVX-512 CPU the largest difference was 2.2e-4 %
-points, in a bootstrap interval's bound. The default tolerance, rtol 1e-5 and atol 1e-4 (a
-ten-thousandth of a nat or of a % point, far below the one decimal reports show), lets that through
-and nothing a reader could see. Prints the largest difference and every number beyond the
+The CPU's matrix-multiply kernels change float32 sums in their last bits: between an AMD AVX2
+and an AMD AVX-512 CPU the largest difference was 2.2e-4 % points, in a bootstrap interval's
+bound. The default tolerance, rtol 1e-5 and atol 1e-4 (a ten-thousandth of a nat or of a %
+point, far below the one decimal reports show), lets that through and nothing a reader could see. Prints the largest difference and every number beyond the
 tolerance; exit status 1 if there is one, 2 if a file cannot be compared.
 """
 from __future__ import annotations
